@@ -1,0 +1,220 @@
+"""The validated, immutable policy that every routing decision reads.
+
+`config.load_policy()` builds it from YAML; nothing else constructs it from raw data. Everything
+here is plain frozen data plus look-ups (aliases, chains), so the planner stays pure and a reload
+swaps one object atomically.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .types import TaskClass, Tier
+
+
+class RoutingMode(enum.StrEnum):
+    AUTO = "auto"
+    SHADOW = "shadow"
+    OFF = "off"
+
+
+class ContextPolicy(enum.StrEnum):
+    FULL = "full"
+    MINIMAL = "minimal"
+    FIT = "fit"
+
+
+LOCAL_PROVIDER_TYPES = frozenset({"ollama"})
+AGGREGATOR_PROVIDER_TYPES = frozenset({"openrouter"})
+PROVIDER_TYPES = frozenset(
+    {"anthropic", "openai", "openai-codex", "openrouter", "ollama", "openai-compatible"}
+)
+
+
+class Secret:
+    """An API key that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def masked(self) -> str:
+        v = self._value
+        return f"{v[:3]}…{v[-4:]}" if len(v) >= 16 else "…" * 3
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked()!r})"
+
+    __str__ = masked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One API key of a provider; `id` (`anthropic#1`) is what logs and state refer to."""
+
+    id: str
+    secret: Secret
+
+    @property
+    def masked(self) -> str:
+        return self.secret.masked()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    type: str
+    base_url: str
+    credentials: tuple[Credential, ...] = ()
+    billing_cooldown: float = 7200.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    local: bool = False  # runs on this machine or LAN: free, usable in emergency mode
+
+    @property
+    def aggregator(self) -> bool:
+        """Aggregators route around failures themselves: never cooled down provider-wide."""
+        return self.type in AGGREGATOR_PROVIDER_TYPES
+
+    @property
+    def needs_key(self) -> bool:
+        return not self.local
+
+    @property
+    def available(self) -> bool:
+        """Configured and usable: local, or holding at least one key."""
+        return self.local or bool(self.credentials)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One catalog entry. Prices are integer micro-dollars per million tokens."""
+
+    id: str  # "provider/model", as users write it
+    provider: str
+    upstream: str  # the name sent to the provider
+    tier: Tier
+    input_price: int
+    output_price: int
+    context_window: int
+    max_output: int
+    capabilities: frozenset[str] = frozenset()
+    aliases: tuple[str, ...] = ()
+    api: str = "chat"
+    parameters: str | None = None
+
+    def cost_micros(self, input_tokens: int, output_tokens: int) -> int:
+        """Cost of a call in micro-dollars, rounded up so budgets never undercount."""
+        total = input_tokens * self.input_price + output_tokens * self.output_price
+        return -(-total // 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPolicy:
+    task: TaskClass
+    primary: str
+    fallbacks: tuple[str, ...] = ()
+    context: ContextPolicy = ContextPolicy.FULL
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    mode: RoutingMode = RoutingMode.AUTO
+    classes: frozenset[TaskClass] = frozenset()
+    default_task: TaskClass = TaskClass.COMPLEX
+    min_confidence: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CooldownPolicy:
+    rate_limit_base: float = 30.0
+    rate_limit_max: float = 600.0
+    retry_after_cap: float = 300.0
+    breaker: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimit:
+    window: str  # daily | weekly
+    scope: str = "all"  # all | provider:NAME | model:ID | task:CLASS
+    tokens: int | None = None
+    micros: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.window} {self.scope}"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPolicy:
+    timezone: str = "UTC"
+    warn_at: float = 0.8
+    downgrade_at: float = 0.9
+    downgrade_tiers: frozenset[Tier] = frozenset({Tier.PREMIUM})
+    at_limit: str = "local-only"
+    limits: tuple[BudgetLimit, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierRule:
+    task: TaskClass
+    pattern: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatePolicy:
+    backend: str = "sqlite"
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything a routing decision needs to know about the configuration."""
+
+    providers: Mapping[str, ProviderSpec]
+    models: Mapping[str, ModelSpec]
+    stack: tuple[str, ...]
+    tasks: Mapping[TaskClass, TaskPolicy]
+    routing: RoutingPolicy = RoutingPolicy()
+    cooldowns: CooldownPolicy = CooldownPolicy()
+    budgets: BudgetPolicy = BudgetPolicy()
+    rules: tuple[ClassifierRule, ...] = ()
+    state: StatePolicy = StatePolicy()
+    source: str = "<built-in>"
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def default_primary(self) -> str:
+        return self.tasks[self.routing.default_task].primary
+
+    def resolve_model(self, name: str) -> ModelSpec | None:
+        """The model named by an id, an alias or a bare upstream name; None if unknown."""
+        model_id = self.aliases.get(name.lower(), name)
+        return self.models.get(model_id)
+
+    def chain(self, task: TaskClass, start: str | None = None) -> tuple[str, ...]:
+        """Targets in order: `start` or the class primary, the class fallbacks, then the stack."""
+        policy = self.tasks[task]
+        head = (start,) if start else (policy.primary,)
+        return tuple(dict.fromkeys((*head, *policy.fallbacks, *self.stack)))
+
+    def stack_from(self, start: str) -> tuple[str, ...]:
+        """A chain that starts at a named model and continues with the global stack."""
+        return tuple(dict.fromkeys((start, *self.stack)))
+
+    def provider_of(self, model_id: str) -> ProviderSpec:
+        return self.providers[self.models[model_id].provider]
