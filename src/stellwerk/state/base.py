@@ -5,7 +5,7 @@ implement `StateStore`; memory and SQLite pass the same contract tests (Redis fo
 strings so every backend can hold them flat:
 
 - `cred:<credential id>`                   a credential (billing, auth, connect failures)
-- `cred:<credential id>|<model id>`        a credential for one model (rate limits, overload, errors)
+- `cred:<credential id>|<model id>`        a credential for one model (rate limits, overloads)
 - `model:<model id>`                       a model everywhere (model_not_found)
 
 Aggregators are never keyed by provider: there is no provider-wide key at all.
@@ -83,7 +83,7 @@ class StateStore(Protocol):
         ...
 
     async def reset(self, prefix: str = "") -> int:
-        """Clear every cooldown whose key starts with `prefix` (all when empty); return the count."""
+        """Clear the cooldowns whose key starts with `prefix` (all when empty); return how many."""
         ...
 
     async def set_emergency(self, on: bool, now: float, reason: str = "") -> bool:

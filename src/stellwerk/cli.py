@@ -1,0 +1,240 @@
+"""The command line: the one synchronous edge of Stellwerk.
+
+Every command takes `--config FILE` (or `$STELLWERK_CONFIG`). A bad config ends with the key path
+of the problem and exit status 2, never a traceback. Heavy modules are imported inside the
+commands, so `stellwerk route` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import ConfigError, StellwerkError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STELLWERK_CONFIG",
+    help="Config file (default: $STELLWERK_CONFIG, ./stellwerk.yaml, or the built-in default).",
+)
+
+
+class _Group(click.Group):
+    """Turns Stellwerk's own errors into one clear line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"stellwerk: config error: {exc}", err=True)
+            sys.exit(2)
+        except StellwerkError as exc:
+            click.echo(f"stellwerk: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stellwerk")
+def main() -> None:
+    """Stellwerk: route every LLM request to the right model, and survive its failures."""
+
+
+# -- route -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("--system", help="A system prompt to classify with the prompt.")
+@click.option("--model", default="auto", show_default=True, help="auto, auto:CLASS, alias or id.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--jsonl", is_flag=True, help="Read JSON lines (prompt or messages) from stdin.")
+@config_option
+def route(
+    prompt: str | None,
+    system: str | None,
+    model: str,
+    as_json: bool,
+    jsonl: bool,
+    config_path: Path | None,
+) -> None:
+    """Explain how PROMPT would be routed, without calling any model."""
+    from .explain import Explainer
+
+    explainer = Explainer.open(config_path)
+    if jsonl:
+        for line in _stdin_lines():
+            click.echo(json.dumps(explainer.explain_line(line), ensure_ascii=False))
+        return
+    if prompt is None:
+        raise click.UsageError("give a PROMPT, or --jsonl to read prompts from stdin")
+    result = explainer.explain_prompt(prompt, system=system, model=model)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        click.echo(explainer.render(result))
+
+
+def _stdin_lines() -> Iterator[str]:
+    for line in sys.stdin:
+        if line.strip():
+            yield line
+
+
+# -- eval-classifier -------------------------------------------------------------------------
+
+
+@main.command("eval-classifier")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@config_option
+def eval_classifier(file: Path, as_json: bool, config_path: Path | None) -> None:
+    """Measure the task classifier on FILE.jsonl (lines with `prompt` and `label`)."""
+    from .config import load_policy
+    from .evaluate import evaluate, load_jsonl
+
+    policy = load_policy(config_path)
+    try:
+        items = load_jsonl(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    report = evaluate(items, policy)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Write, check and show the configuration."""
+
+
+@config.command("init")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), default="stellwerk.yaml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def config_init(file: Path, force: bool) -> None:
+    """Write the built-in default configuration to FILE (default: ./stellwerk.yaml)."""
+    from .config import default_config_text
+
+    if file.exists() and not force:
+        raise click.ClickException(f"{file} exists (use --force to overwrite)")
+    file.write_text(default_config_text(), "utf-8")
+    click.echo(f"wrote {file}")
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@config_option
+def config_validate(file: Path | None, config_path: Path | None) -> None:
+    """Check FILE (default: the config in force); exit 2 with the key path if it is invalid."""
+    from .config import load_policy
+
+    policy = load_policy(file or config_path)
+    unavailable = [p.name for p in policy.providers.values() if not p.available]
+    click.echo(f"{policy.source}: ok ({len(policy.models)} models, {len(policy.stack)} in stack)")
+    if unavailable:
+        click.echo(f"configured without a key (unavailable): {', '.join(unavailable)}")
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@config_option
+def config_show(as_json: bool, config_path: Path | None) -> None:
+    """Print the effective configuration, secrets masked."""
+    import yaml
+
+    from .config import raw_config
+
+    data = raw_config(config_path)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+def demo(config_path: Path | None) -> None:
+    """Route a day of typical agent requests on the embedded defaults (no keys, no network)."""
+    from .demo import run_demo
+
+    run_demo(config_path, echo=click.echo)
+
+
+# -- chat, status, reset ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="auto", show_default=True, help="auto, auto:CLASS, alias or id.")
+@click.option("--system", help="A system prompt.")
+@click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
+@click.option("--max-tokens", type=int, help="Upper bound on the answer's tokens.")
+@config_option
+def chat(
+    prompt: str,
+    model: str,
+    system: str | None,
+    stream: bool,
+    max_tokens: int | None,
+    config_path: Path | None,
+) -> None:
+    """Send PROMPT through the router; print the answer and which model answered, and why."""
+    import asyncio
+
+    from .chat import run_chat
+
+    code = asyncio.run(
+        run_chat(
+            config_path,
+            prompt,
+            model=model,
+            system=system,
+            stream=stream,
+            max_tokens=max_tokens,
+            echo=click.echo,
+        )
+    )
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
+def status(as_json: bool, config_path: Path | None) -> None:
+    """Show providers (keys masked), cooldowns with reason and expiry, and the routing mode."""
+    import asyncio
+
+    from .chat import read_status
+    from .status import render_status
+
+    data = asyncio.run(read_status(config_path))
+    click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
+
+
+@main.command()
+@click.argument("target", required=False, default="")
+@config_option
+def reset(target: str, config_path: Path | None) -> None:
+    """Clear cooldowns: all, or those of TARGET (a provider, credential id, model or alias)."""
+    import asyncio
+
+    from .chat import reset_cooldowns
+
+    count = asyncio.run(reset_cooldowns(config_path, target))
+    click.echo(
+        f"cleared {count} cooldown{'s' if count != 1 else ''}"
+        + (f" for {target}" if target else "")
+    )

@@ -1,0 +1,114 @@
+"""The decision: what happened to one request, built up while it runs, recorded once at the end.
+
+It carries what a user needs to trust the router: the class and why, the planned chain, every
+skipped target with its reason, every attempt with its failure class, the target that answered,
+the usage and cost. Credentials appear by id (`anthropic#1`), never by value.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .plan import RoutePlan
+from .types import Usage
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to one target with one credential."""
+
+    target: str
+    credential: str | None
+    failure: str | None  # a FailureClass value, or None for success
+    status: int | None
+    latency_ms: float
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass
+class Decision:
+    """Everything decided and tried for one request."""
+
+    request_id: str
+    task: str
+    confidence: float
+    reason: str
+    source: str
+    route: RoutePlan
+    started: float = field(default_factory=time.time)
+    attempts: list[Attempt] = field(default_factory=list)
+    answered_by: str | None = None
+    upstream_model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_micros: int = 0
+    notices: list[str] = field(default_factory=list)
+    error: str | None = None
+    finished: float | None = None
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """Why each failed attempt before the answer failed: `target: failure`."""
+        return [f"{a.target}: {a.failure}" for a in self.attempts if not a.ok]
+
+    @property
+    def summary(self) -> str:
+        """One line a user reads under the answer."""
+        if self.answered_by is None:
+            return f"no answer ({self.error or 'not finished'})"
+        first = self.route.chain[0] if self.route.chain else None
+        text = f"answered by {self.answered_by} ({self.task}: {self.reason})"
+        if self.answered_by != first:
+            why = self._why_not_first(first)
+            text += f"; {why}" if why else ""
+        return text
+
+    def _why_not_first(self, first: str | None) -> str:
+        parts = [f"{s.target} skipped: {s.reason}" for s in self.route.skipped]
+        parts += [f"{a.target} failed: {a.failure}" for a in self.attempts if not a.ok]
+        return "; ".join(parts[:4]) if first else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "task": self.task,
+            "confidence": round(self.confidence, 3),
+            "reason": self.reason,
+            "source": self.source,
+            "mode": str(self.route.mode),
+            "routed_as": str(self.route.task),
+            "chain": list(self.route.chain),
+            "skipped": [{"target": s.target, "reason": s.reason} for s in self.route.skipped],
+            "shadow": list(self.route.shadow) if self.route.shadow else None,
+            "attempts": [
+                {
+                    "target": a.target,
+                    "credential": a.credential,
+                    "failure": a.failure,
+                    "status": a.status,
+                    "latency_ms": round(a.latency_ms, 2),
+                    "message": a.message,
+                }
+                for a in self.attempts
+            ],
+            "answered_by": self.answered_by,
+            "upstream_model": self.upstream_model,
+            "usage": {
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+                "estimated": self.usage.estimated,
+            },
+            "cost_micros": self.cost_micros,
+            "notices": list(self.notices),
+            "error": self.error,
+        }

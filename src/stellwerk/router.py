@@ -1,0 +1,394 @@
+"""The router: the only orchestration with I/O.
+
+For every request: classify, take a state snapshot, plan, then attempt the targets in order. A
+failed attempt is classified (by the adapter, through `_http.classify_failure`), cools down what
+the failure table says, rotates to the provider's next key where that helps, and moves on. The
+caller's own bad request stops the chain and is returned as is. A stream may fail over until its
+first content chunk has been passed on; after that a failure ends it, never splicing two models.
+A fallback holds for one request only: the next one plans from the primary again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from .classify import classify
+from .config import load_policy
+from .decision import Attempt, Decision, new_request_id
+from .errors import AllTargetsFailed, NoRouteAvailable, ProviderError
+from .failures import ACTIONS, FailureClass
+from .plan import Demand, RoutePlan, Target, plan_route
+from .policy import ContextPolicy, Credential, Policy
+from .providers import registry
+from .providers._http import new_session
+from .providers.base import Provider
+from .state import StateStore, open_store
+from .state.cooldown import cooldown_keys, duration_rule
+from .tokens import estimate_prompt, estimate_text
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+    ImagePart,
+    StreamEnd,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    Usage,
+    is_content,
+)
+
+log = logging.getLogger("stellwerk.router")
+Sink = Callable[[Decision], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete answer and the decision that produced it."""
+
+    response: ChatResponse
+    decision: Decision
+
+
+class Router:
+    """Routes chat requests over the configured providers. Use `async with` or `aclose()`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: StateStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        session: aiohttp.ClientSession | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        sink: Sink | None = None,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.clock = clock
+        self.sink = sink or _log_decision
+        self._session = session
+        self._owns_session = session is None
+        self._providers: dict[str, Provider] = dict(providers or {})
+        self.tz: tzinfo = ZoneInfo(policy.budgets.timezone)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: object) -> Router:
+        """A router for a config file (or the built-in default) and its configured state store."""
+        policy = load_policy(path)
+        return cls(policy, open_store(policy.state), **kwargs)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+        await self.store.close()
+
+    # -- the two entry points ----------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> Answer:
+        """Answer one request, falling back along the chain; raises when no target answered."""
+        decision, request = await self._begin(request)
+        try:
+            attempts = _Attempts(decision.route)
+            for target, credential in attempts:
+                provider = self._provider(target.provider.name)
+                t0 = time.perf_counter()
+                try:
+                    response = await provider.complete(request, target.model, credential)
+                except ProviderError as exc:
+                    await self._failed(exc, target, credential, decision, attempts, t0)
+                    continue
+                decision.attempts.append(
+                    Attempt(target.id, _cred_id(credential), None, 200, _ms(t0))
+                )
+                self._answered(decision, target, response.usage, response)
+                return Answer(replace(response, target=target.id), decision)
+            raise self._exhausted(decision)
+        except BaseException as exc:
+            decision.error = decision.error or _error_text(exc)
+            raise
+        finally:
+            await self._finish(decision)
+
+    def stream(self, request: ChatRequest) -> RoutedStream:
+        """Stream one answer; `.decision` is set once planning is done."""
+        return RoutedStream(self, request)
+
+    async def _stream(self, request: ChatRequest, holder: RoutedStream) -> AsyncIterator[Chunk]:
+        decision, request = await self._begin(request)
+        holder.decision = decision
+        try:
+            attempts = _Attempts(decision.route)
+            for target, credential in attempts:
+                holder.target = target.id
+                out = _Output()
+                try:
+                    async for chunk in self._open_stream(target, credential, request, out):
+                        if isinstance(chunk, StreamEnd):
+                            decision.attempts.append(
+                                Attempt(target.id, _cred_id(credential), None, 200, _ms(out.t0))
+                            )
+                            self._answered(decision, target, chunk.usage, chunk)
+                        yield chunk
+                except ProviderError as exc:
+                    exc.after_first_token = exc.after_first_token or out.started
+                    if out.started:
+                        decision.usage = _estimated_usage(request, out)
+                    await self._failed(exc, target, credential, decision, attempts, out.t0)
+                    continue
+                return
+            raise self._exhausted(decision)
+        except BaseException as exc:
+            decision.error = decision.error or _error_text(exc)
+            raise
+        finally:
+            await self._finish(decision)
+
+    async def _open_stream(
+        self, target: Target, credential: Credential | None, request: ChatRequest, out: _Output
+    ) -> AsyncIterator[Chunk]:
+        provider = self._provider(target.provider.name)
+        async for chunk in provider.stream(request, target.model, credential):
+            if is_content(chunk):
+                out.note(chunk)
+            yield chunk
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _begin(self, request: ChatRequest) -> tuple[Decision, ChatRequest]:
+        found = classify(request, self.policy)
+        snapshot = await self.store.snapshot(self.clock())
+        route = plan_route(found, self.policy, snapshot, _demand(request), self.tz)
+        if route.context is ContextPolicy.MINIMAL:
+            request = minimal_context(request)
+            route = plan_route(found, self.policy, snapshot, _demand(request), self.tz)
+        decision = Decision(
+            request_id=request.metadata.get("request_id") or new_request_id(),
+            task=str(found.task),
+            confidence=found.confidence,
+            reason=found.reason,
+            source=found.source,
+            route=route,
+            started=self.clock(),
+        )
+        if not route.targets:
+            error = NoRouteAvailable([(s.target, s.reason) for s in route.skipped])
+            decision.error = str(error)
+            await self._finish(decision)
+            raise error
+        return decision, request
+
+    async def _failed(
+        self,
+        exc: ProviderError,
+        target: Target,
+        credential: Credential | None,
+        decision: Decision,
+        attempts: _Attempts,
+        t0: float,
+    ) -> None:
+        """Record a failed attempt, cool down what the failure table says; re-raise if final."""
+        decision.attempts.append(
+            Attempt(
+                target.id,
+                _cred_id(credential),
+                exc.failure.value,
+                exc.upstream_status,
+                _ms(t0),
+                str(exc),
+            )
+        )
+        await self._cool(exc, target, credential)
+        log.info("attempt failed: %s %s: %s", target.id, exc.failure.value, exc)
+        if not exc.fallback:
+            raise exc
+        attempts.failed(exc)
+
+    async def _cool(
+        self, exc: ProviderError, target: Target, credential: Credential | None
+    ) -> None:
+        keys = cooldown_keys(exc.failure, target.provider, _cred_id(credential), target.id)
+        rule = duration_rule(exc.failure, target.provider, self.policy.cooldowns, exc.retry_after)
+        for key in keys:
+            await self.store.strike(key, exc.failure, self.clock(), rule, str(exc)[:200])
+
+    def _answered(
+        self,
+        decision: Decision,
+        target: Target,
+        usage: Usage,
+        result: ChatResponse | StreamEnd,
+    ) -> None:
+        decision.answered_by = target.id
+        decision.upstream_model = result.upstream_model
+        decision.usage = usage
+        reported = result.cost_micros
+        decision.cost_micros = (
+            reported
+            if reported is not None
+            else target.model.cost_micros(usage.input_tokens, usage.output_tokens)
+        )
+        if decision.route.chain and target.id != decision.route.chain[0]:
+            decision.notices.append(decision.summary)
+
+    def _exhausted(self, decision: Decision) -> AllTargetsFailed:
+        failed = [(a.target, a.failure or "ok", a.message) for a in decision.attempts if not a.ok]
+        return AllTargetsFailed(failed)
+
+    async def _finish(self, decision: Decision) -> None:
+        if decision.finished is not None:
+            return
+        decision.finished = self.clock()
+        try:
+            await self.sink(decision)
+        except Exception:  # a broken sink must never break an answer
+            log.exception("decision sink failed")
+
+    def _provider(self, name: str) -> Provider:
+        provider = self._providers.get(name)
+        if provider is None:
+            if self._session is None:
+                self._session = new_session()
+            spec = self.policy.providers[name]
+            provider = self._providers[name] = registry.build(spec, self._session)
+        return provider
+
+    # -- state commands ------------------------------------------------------------------------
+
+    async def reset(self, target: str = "") -> int:
+        """Clear cooldowns: all, or those of a provider, credential or model."""
+        if not target:
+            return await self.store.reset("")
+        snapshot = await self.store.snapshot(self.clock())
+        keys = [k for k in snapshot.cooldowns if _matches(k, target, self.policy)]
+        for key in keys:
+            await self.store.reset(key)
+        return len(keys)
+
+
+class RoutedStream:
+    """An async iterator of chunks with the decision of the request attached."""
+
+    def __init__(self, router: Router, request: ChatRequest) -> None:
+        self.decision: Decision | None = None
+        self.target: str | None = None
+        self._chunks = router._stream(request, self)
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+
+class _Attempts:
+    """(target, credential) pairs in order; a failure that does not rotate keys ends a target."""
+
+    def __init__(self, route: RoutePlan) -> None:
+        self._route = route
+        self._next_target = False
+
+    def __iter__(self) -> Iterator[tuple[Target, Credential | None]]:
+        for target in self._route.targets:
+            self._next_target = False
+            for credential in target.credentials or (None,):
+                yield target, credential
+                if self._next_target:
+                    break
+
+    def failed(self, exc: ProviderError) -> None:
+        self._next_target = not ACTIONS[exc.failure].rotate_key
+
+
+class _Output:
+    """What a stream attempt has passed on so far: whether it started, and how much."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.started = False
+        self.chars = 0
+
+    def note(self, chunk: Chunk) -> None:
+        self.started = True
+        if isinstance(chunk, TextDelta | ThinkingDelta):
+            self.chars += len(chunk.text)
+        elif isinstance(chunk, ToolCallDelta):
+            self.chars += len(chunk.arguments)
+
+
+def minimal_context(request: ChatRequest) -> ChatRequest:
+    """The system prompt and the latest user turn (with what follows it), nothing older.
+
+    Heartbeats need no history: an idle agent's 100k-token conversation stays out of them.
+    """
+    messages = request.messages
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user" and messages[i].text:
+            return replace(request, messages=messages[i:])
+    return request
+
+
+def _demand(request: ChatRequest) -> Demand:
+    needs = set()
+    if request.tools:
+        needs.add("tools")
+    if any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
+        needs.add("vision")
+    return Demand(estimate_prompt(request), request.max_tokens or 0, frozenset(needs))
+
+
+def _estimated_usage(request: ChatRequest, out: _Output) -> Usage:
+    return Usage(estimate_prompt(request), estimate_text("x" * out.chars), estimated=True)
+
+
+def _matches(key: str, target: str, policy: Policy) -> bool:
+    """Whether a state key belongs to a provider, credential or model named by the user."""
+    body = key.split(":", 1)[1]
+    parts = body.split("|")
+    model = policy.resolve_model(target)
+    if model is not None:
+        return model.id in parts
+    return any(p == target or p.startswith(f"{target}#") for p in parts)
+
+
+def _cred_id(credential: Credential | None) -> str | None:
+    return credential.id if credential is not None else None
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return f"{exc.failure.value}: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+async def _log_decision(decision: Decision) -> None:
+    log.info(
+        "decision %s task=%s answered_by=%s attempts=%d error=%s",
+        decision.request_id,
+        decision.task,
+        decision.answered_by,
+        len(decision.attempts),
+        decision.error,
+    )
+
+
+__all__ = ["Answer", "FailureClass", "RoutedStream", "Router", "minimal_context"]

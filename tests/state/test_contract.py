@@ -1,0 +1,288 @@
+"""One contract for every state backend: what routing relies on, whichever store holds it.
+
+Time is injected (`now`), never slept through. Backend-specific guarantees (SQLite's durability
+and its atomic strikes across real processes) follow the shared contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stellwerk.errors import ConfigError
+from stellwerk.failures import FailureClass
+from stellwerk.policy import StatePolicy
+from stellwerk.state import (
+    FOREVER,
+    MemoryStore,
+    SQLiteStore,
+    StateStore,
+    credential_key,
+    default_state_path,
+    model_key,
+    open_store,
+)
+from stellwerk.state.cooldown import STRIKE_MEMORY
+
+MakeStore = Callable[[], StateStore]
+
+NOW = 1_700_000_000.0
+KEY = credential_key("anthropic#1", "anthropic/claude-sonnet-4-0")
+BILLING, RATE = FailureClass.BILLING, FailureClass.RATE_LIMIT
+
+
+def fixed(seconds: float) -> Callable[[int], float]:
+    return lambda strikes: seconds
+
+
+def doubling(base: float) -> Callable[[int], float]:
+    return lambda strikes: base * 2 ** (strikes - 1)
+
+
+async def test_fresh_store_is_empty_and_not_in_emergency(store: StateStore) -> None:
+    snap = await store.snapshot(NOW)
+    assert snap.now == NOW
+    assert dict(snap.cooldowns) == {}
+    assert not snap.emergency
+
+
+async def test_strike_blocks_key_until_duration_has_passed(store: StateStore) -> None:
+    cooldown = await store.strike(KEY, RATE, NOW, fixed(30), detail="429 from upstream")
+    assert (cooldown.key, cooldown.until, cooldown.strikes) == (KEY, NOW + 30, 1)
+    assert (cooldown.reason, cooldown.since, cooldown.detail) == (RATE, NOW, "429 from upstream")
+    assert (await store.snapshot(NOW + 29.9)).blocked(KEY) == cooldown
+    assert (await store.snapshot(NOW + 30)).blocked(KEY) is None
+
+
+async def test_snapshot_leaves_out_expired_cooldowns(store: StateStore) -> None:
+    await store.strike("cred:a#1", RATE, NOW, fixed(10))
+    await store.strike("cred:b#1", BILLING, NOW, fixed(7200))
+    snap = await store.snapshot(NOW + 60)
+    assert set(snap.cooldowns) == {"cred:b#1"}
+
+
+async def test_repeated_failures_add_strikes_and_back_off(store: StateStore) -> None:
+    first = await store.strike(KEY, RATE, NOW, doubling(10))
+    second = await store.strike(KEY, RATE, NOW + 5, doubling(10))
+    third = await store.strike(KEY, RATE, second.until + 60, doubling(10))
+    assert [first.strikes, second.strikes, third.strikes] == [1, 2, 3]
+    assert second.until == NOW + 5 + 20
+    assert third.until == second.until + 60 + 40
+    assert third.since == NOW, "since marks the start of the run of failures"
+
+
+async def test_strikes_start_over_after_a_long_quiet(store: StateStore) -> None:
+    first = await store.strike(KEY, RATE, NOW, doubling(10))
+    later = first.until + STRIKE_MEMORY + 1
+    again = await store.strike(KEY, RATE, later, doubling(10))
+    assert (again.strikes, again.until, again.since) == (1, later + 10, later)
+
+
+async def test_zero_duration_records_nothing(store: StateStore) -> None:
+    cooldown = await store.strike(KEY, FailureClass.CONTEXT_OVERFLOW, NOW, fixed(0))
+    assert cooldown.until == NOW
+    assert not cooldown.active(NOW)
+    assert dict((await store.snapshot(NOW)).cooldowns) == {}
+    assert (await store.strike(KEY, RATE, NOW, fixed(5))).strikes == 1
+
+
+async def test_forever_lasts_until_reset(store: StateStore) -> None:
+    key = credential_key("openai#1")
+    cooldown = await store.strike(key, FailureClass.AUTH, NOW, fixed(FOREVER), "401")
+    assert cooldown.until == FOREVER
+    snap = await store.snapshot(NOW + 10 * 365 * 86400)
+    assert snap.blocked(key) == cooldown
+    assert await store.reset(key) == 1
+    assert (await store.snapshot(NOW)).blocked(key) is None
+
+
+async def test_recover_forgets_cooldown_and_strikes(store: StateStore) -> None:
+    await store.strike(KEY, RATE, NOW, doubling(10))
+    await store.strike(KEY, RATE, NOW + 1, doubling(10))
+    await store.recover(KEY)
+    assert (await store.snapshot(NOW + 1)).blocked(KEY) is None
+    assert (await store.strike(KEY, RATE, NOW + 2, doubling(10))).strikes == 1
+
+
+async def test_recover_of_unknown_key_is_harmless(store: StateStore) -> None:
+    await store.strike(KEY, RATE, NOW, fixed(10))
+    await store.recover("cred:never-failed#1")
+    assert (await store.snapshot(NOW)).blocked(KEY) is not None
+
+
+async def test_reset_clears_keys_with_prefix_then_everything(store: StateStore) -> None:
+    keys = [
+        credential_key("anthropic#1"),
+        credential_key("anthropic#1", "anthropic/claude-haiku-4-5"),
+        credential_key("openai#1", "openai/o3-mini"),
+        model_key("openai/gpt-5.1-codex"),
+    ]
+    for key in keys:
+        await store.strike(key, BILLING, NOW, fixed(7200))
+    assert await store.reset("cred:anthropic#1") == 2
+    assert set((await store.snapshot(NOW)).cooldowns) == set(keys[2:])
+    assert await store.reset("cred:nobody") == 0
+    assert await store.reset() == 2
+    assert dict((await store.snapshot(NOW)).cooldowns) == {}
+
+
+async def test_reset_takes_prefix_literally(store: StateStore) -> None:
+    await store.strike("cred:a_b#1", BILLING, NOW, fixed(60))
+    await store.strike("cred:axb#1", BILLING, NOW, fixed(60))
+    assert await store.reset("cred:a_") == 1
+    assert set((await store.snapshot(NOW)).cooldowns) == {"cred:axb#1"}
+
+
+async def test_emergency_switches_and_reports_changes(store: StateStore) -> None:
+    assert await store.set_emergency(True, NOW, "rate limits everywhere") is True
+    assert (await store.snapshot(NOW)).emergency
+    assert await store.set_emergency(True, NOW + 1) is False
+    assert await store.set_emergency(False, NOW + 2, "cloud is back") is True
+    assert not (await store.snapshot(NOW + 2)).emergency
+    assert await store.set_emergency(False, NOW + 3) is False
+
+
+async def test_reset_leaves_emergency_mode_alone(store: StateStore) -> None:
+    await store.set_emergency(True, NOW)
+    await store.reset()
+    assert (await store.snapshot(NOW)).emergency
+
+
+async def test_concurrent_strikes_all_count(store: StateStore) -> None:
+    results = await asyncio.gather(*(store.strike(KEY, RATE, NOW, fixed(60)) for _ in range(20)))
+    assert sorted(c.strikes for c in results) == list(range(1, 21))
+    assert (await store.snapshot(NOW)).cooldowns[KEY].strikes == 20
+
+
+async def test_second_store_on_same_state_sees_every_change(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    assert dict((await two.snapshot(NOW)).cooldowns) == {}
+    await one.strike(KEY, RATE, NOW, fixed(60))
+    assert (await two.snapshot(NOW)).cooldowns[KEY].strikes == 1
+    assert (await two.strike(KEY, RATE, NOW + 1, fixed(60))).strikes == 2
+    assert (await one.snapshot(NOW + 1)).cooldowns[KEY].strikes == 2
+    await one.set_emergency(True, NOW)
+    assert (await two.snapshot(NOW)).emergency
+    await two.reset()
+    assert dict((await one.snapshot(NOW)).cooldowns) == {}
+    await two.strike(KEY, RATE, NOW, fixed(60))
+    await one.recover(KEY)
+    assert (await two.snapshot(NOW)).blocked(KEY) is None
+
+
+async def test_state_survives_a_restart(make_store: MakeStore, durable: str) -> None:
+    first = make_store()
+    await first.strike(KEY, BILLING, NOW, fixed(7200), "credit balance is too low")
+    await first.strike("cred:openai#1", FailureClass.AUTH, NOW, fixed(FOREVER))
+    await first.set_emergency(True, NOW, "rate limited")
+    await first.close()
+    snap = await make_store().snapshot(NOW + 60)
+    assert snap.emergency
+    assert snap.cooldowns[KEY].detail == "credit balance is too low"
+    assert (snap.cooldowns[KEY].until, snap.cooldowns[KEY].reason) == (NOW + 7200, BILLING)
+    assert snap.cooldowns["cred:openai#1"].until == FOREVER
+
+
+# --- SQLite specifics -------------------------------------------------------------------------
+
+_STRIKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from stellwerk.failures import FailureClass
+    from stellwerk.state import SQLiteStore
+
+    async def main(path, key, count):
+        store = SQLiteStore(path)
+        for _ in range(count):
+            await store.strike(key, FailureClass.RATE_LIMIT, 1000.0, lambda s: 1e6)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+async def test_sqlite_strikes_from_several_processes_all_count(tmp_path: Path) -> None:
+    path, per_worker = tmp_path / "state.db", 100
+    store = SQLiteStore(path)
+    cmd = [sys.executable, "-c", _STRIKER, str(path), KEY, str(per_worker)]
+    workers = [subprocess.Popen(cmd) for _ in range(2)]
+    mine = 0
+    while mine < 20 or any(w.poll() is None for w in workers):  # strike while they strike
+        await store.strike(KEY, RATE, 1000.0, fixed(1e6))
+        mine += 1
+    assert [w.wait(timeout=60) for w in workers] == [0, 0]
+    assert (await store.snapshot(1000.0)).cooldowns[KEY].strikes == 2 * per_worker + mine
+    await store.close()
+
+
+async def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    store = SQLiteStore(path)
+    await store.strike(KEY, RATE, NOW, fixed(5))
+    await store.close()
+    assert path.is_file()
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(ConfigError, match="newer Stellwerk"):
+        SQLiteStore(path)
+
+
+async def test_sqlite_ignores_rows_of_unknown_failure_classes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.strike(KEY, RATE, NOW, fixed(60))
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute(
+            "INSERT INTO cooldowns VALUES ('cred:x#1', ?, 'solar_flare', 1, ?, '')", (NOW + 60, NOW)
+        )
+    conn.close()
+    assert set((await store.snapshot(NOW)).cooldowns) == {KEY}
+    await store.close()
+
+
+# --- choosing a backend -----------------------------------------------------------------------
+
+
+async def test_open_store_memory() -> None:
+    assert isinstance(open_store(StatePolicy(backend="memory")), MemoryStore)
+
+
+async def test_open_store_sqlite_at_configured_path(tmp_path: Path) -> None:
+    store = open_store(StatePolicy(backend="sqlite", path=str(tmp_path / "s.db")))
+    assert isinstance(store, SQLiteStore) and store.path == tmp_path / "s.db"
+    await store.close()
+
+
+async def test_open_store_rejects_unknown_backend() -> None:
+    with pytest.raises(ConfigError, match="state.backend"):
+        open_store(StatePolicy(backend="etcd"))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"STELLWERK_STATE_DIR": "/srv/sw", "XDG_STATE_HOME": "/x"}, "/srv/sw/state.db"),
+        ({"XDG_STATE_HOME": "/x"}, "/x/stellwerk/state.db"),
+        ({}, "~/.local/state/stellwerk/state.db"),
+    ],
+)
+def test_default_state_path(env: dict[str, str], expected: str) -> None:
+    assert default_state_path(env) == Path(expected).expanduser()
+
+
+async def test_open_store_default_path_follows_state_dir_env(tmp_path: Path) -> None:
+    store = open_store(StatePolicy(), env={"STELLWERK_STATE_DIR": str(tmp_path / "sw")})
+    assert isinstance(store, SQLiteStore) and store.path == tmp_path / "sw" / "state.db"
+    await store.close()
