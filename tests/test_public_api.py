@@ -8,6 +8,7 @@ import stellwerk
 
 def test_all_is_sorted_and_every_name_resolves():
     assert stellwerk.__all__ == sorted(stellwerk.__all__)
+    assert set(stellwerk.__all__) == set(stellwerk._EXPORTS)
     for name in stellwerk.__all__:
         assert getattr(stellwerk, name) is not None
 

@@ -57,7 +57,34 @@ _EXPORTS = {
     "plan_route": "plan",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AllTargetsFailed",
+    "Answer",
+    "Attempt",
+    "BudgetExhausted",
+    "ChatRequest",
+    "ChatResponse",
+    "Classification",
+    "ConfigError",
+    "Decision",
+    "FailureClass",
+    "Message",
+    "NoRouteAvailable",
+    "Policy",
+    "ProviderError",
+    "RequestError",
+    "RoutePlan",
+    "RoutedStream",
+    "Router",
+    "StellwerkError",
+    "TaskClass",
+    "Tool",
+    "UnknownModelError",
+    "Usage",
+    "classify",
+    "load_policy",
+    "plan_route",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -238,3 +238,65 @@ def reset(target: str, config_path: Path | None) -> None:
         f"cleared {count} cooldown{'s' if count != 1 else ''}"
         + (f" for {target}" if target else "")
     )
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default: gateway.host, 127.0.0.1).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port (default: gateway.port, 4711; 0: any free one).",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the gateway's URL to this file once it listens.",
+)
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the pid for `config reload` (default: next to the state database).",
+)
+@config_option
+def serve(
+    host: str | None,
+    port: int | None,
+    ready_file: Path | None,
+    pid_file: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Run the HTTP gateway: OpenAI- and Anthropic-compatible endpoints on one port."""
+    import asyncio
+
+    from .server.run import serve as run_gateway
+
+    asyncio.run(
+        run_gateway(
+            config_path,
+            host=host,
+            port=port,
+            ready_file=ready_file,
+            pid_file=pid_file,
+            echo=lambda line: click.echo(line),
+        )
+    )
+
+
+@config.command("reload")
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The running gateway's pid file (default: next to the state database).",
+)
+@config_option
+def config_reload(pid_file: Path | None, config_path: Path | None) -> None:
+    """Validate the config, then tell the running gateway to reload it (SIGHUP)."""
+    from .config import load_policy
+    from .server.run import default_pid_file, signal_reload
+
+    policy = load_policy(config_path)
+    pid = signal_reload(pid_file or default_pid_file())
+    click.echo(f"{policy.source}: ok; asked the gateway (pid {pid}) to reload it")

@@ -31,6 +31,7 @@ from .policy import (
     ContextPolicy,
     CooldownPolicy,
     Credential,
+    GatewayPolicy,
     ModelSpec,
     Policy,
     ProviderSpec,
@@ -137,6 +138,14 @@ class _State(_Struct):
     path: str = ""
 
 
+class _Gateway(_Struct):
+    host: str = "127.0.0.1"
+    port: int = 4711
+    api_keys: list[str] = []
+    max_body: int | str = "32MiB"
+    inline_notice: bool = False
+
+
 class _Config(_Struct):
     version: Literal[1] = 1
     routing: _Routing = msgspec.field(default_factory=_Routing)
@@ -148,6 +157,7 @@ class _Config(_Struct):
     budgets: _Budgets = msgspec.field(default_factory=_Budgets)
     classifier: _Classifier = msgspec.field(default_factory=_Classifier)
     state: _State = msgspec.field(default_factory=_State)
+    gateway: _Gateway = msgspec.field(default_factory=_Gateway)
 
 
 # -- public entry points ---------------------------------------------------------------------
@@ -175,7 +185,7 @@ def load_policy(
     found = find_config(path)
     user: dict[str, Any] = {}
     if found is not None:
-        user = _read_yaml(found)
+        user = read_config_file(found)
     return policy_from_dict(user, env=env, source=str(found) if found else "<built-in>")
 
 
@@ -188,7 +198,7 @@ def policy_from_dict(
     catalog = yaml.safe_load(_catalog_text())
     base["models"] = catalog["models"]
     merged = _expand(_merge(base, dict(user)), env, "")
-    raw = _convert(merged)
+    raw: _Config = _convert(merged)
     return _build(raw, source)
 
 
@@ -196,12 +206,14 @@ def raw_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The effective config as plain data, with secrets masked (for `config show`)."""
     policy = load_policy(path)
     found = find_config(path)
-    user = _read_yaml(found) if found else {}
+    user = read_config_file(found) if found else {}
     base = yaml.safe_load(default_config_text())
     merged = _expand(_merge(base, user), os.environ, "")
     for name, provider in merged.get("providers", {}).items():
         spec = policy.providers[name]
         provider["keys"] = [c.masked for c in spec.credentials]
+    if "gateway" in merged:
+        merged["gateway"]["api_keys"] = [k.masked() for k in policy.gateway.api_keys]
     return dict(merged)
 
 
@@ -212,7 +224,7 @@ def _catalog_text() -> str:
     return resources.files("stellwerk").joinpath("data/catalog.yaml").read_text("utf-8")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
@@ -343,6 +355,7 @@ def _build(raw: _Config, source: str) -> Policy:
         budgets=_budgets(raw.budgets, resolve, providers),
         rules=_rules(raw.classifier.rules),
         state=StatePolicy(raw.state.backend, os.path.expanduser(raw.state.path)),
+        gateway=_gateway(raw.gateway),
         source=source,
         aliases=aliases,
     )
@@ -547,3 +560,37 @@ def _rules(raw: list[_Rule]) -> tuple[ClassifierRule, ...]:
             raise ConfigError(f"{path}.pattern", f"invalid regular expression: {exc}") from None
         rules.append(ClassifierRule(task, rule.pattern, rule.weight))
     return tuple(rules)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6}
+_SIZE_UNITS |= {"mib": 1024**2, "g": 10**9, "gb": 10**9, "gib": 1024**3}
+
+
+def parse_size(value: int | str, path: str) -> int:
+    """Bytes from `1048576`, `"512KiB"`, `"32MiB"`, `"10MB"`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value).lower())
+        if match is None or match.group(2) not in _SIZE_UNITS:
+            raise ConfigError(path, f"expected a size like 32MiB or 1048576, got {value!r}")
+        number, unit = float(match.group(1)), match.group(2)
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 1:
+        raise ConfigError(path, f"must be at least 1 byte, got {value!r}")
+    return size
+
+
+def _gateway(raw: _Gateway) -> GatewayPolicy:
+    if not raw.host.strip():
+        raise ConfigError("gateway.host", "a host to bind is required (e.g. 127.0.0.1)")
+    if not 0 <= raw.port <= 65535:
+        raise ConfigError("gateway.port", f"expected a port between 0 and 65535, got {raw.port}")
+    keys = tuple(Secret(k.strip()) for k in raw.api_keys if k and k.strip())
+    return GatewayPolicy(
+        host=raw.host.strip(),
+        port=raw.port,
+        api_keys=keys,
+        max_body=parse_size(raw.max_body, "gateway.max_body"),
+        inline_notice=raw.inline_notice,
+    )

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plan import RoutePlan
+from .plan import RoutePlan, Skip
 from .types import Usage
 
 
@@ -48,6 +48,7 @@ class Decision:
     route: RoutePlan
     started: float = field(default_factory=time.time)
     attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)  # left out while running (after planning)
     answered_by: str | None = None
     upstream_model: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -62,6 +63,11 @@ class Decision:
         return [f"{a.target}: {a.failure}" for a in self.attempts if not a.ok]
 
     @property
+    def all_skipped(self) -> list[Skip]:
+        """Targets left out by the plan and, later, by what this request's failures cooled."""
+        return [*self.route.skipped, *self.skipped]
+
+    @property
     def summary(self) -> str:
         """One line a user reads under the answer."""
         if self.answered_by is None:
@@ -74,8 +80,8 @@ class Decision:
         return text
 
     def _why_not_first(self, first: str | None) -> str:
-        parts = [f"{s.target} skipped: {s.reason}" for s in self.route.skipped]
-        parts += [f"{a.target} failed: {a.failure}" for a in self.attempts if not a.ok]
+        parts = [f"{a.target} failed: {a.failure}" for a in self.attempts if not a.ok]
+        parts += [f"{s.target} skipped: {s.reason}" for s in self.all_skipped]
         return "; ".join(parts[:4]) if first else ""
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +94,7 @@ class Decision:
             "mode": str(self.route.mode),
             "routed_as": str(self.route.task),
             "chain": list(self.route.chain),
-            "skipped": [{"target": s.target, "reason": s.reason} for s in self.route.skipped],
+            "skipped": [{"target": s.target, "reason": s.reason} for s in self.all_skipped],
             "shadow": list(self.route.shadow) if self.route.shadow else None,
             "attempts": [
                 {

@@ -182,6 +182,17 @@ class StatePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayPolicy:
+    """How `stellwerk serve` listens; client keys are Secrets (none: no key needed)."""
+
+    host: str = "127.0.0.1"
+    port: int = 4711
+    api_keys: tuple[Secret, ...] = ()
+    max_body: int = 32 * 1024 * 1024  # bytes
+    inline_notice: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything a routing decision needs to know about the configuration."""
 
@@ -194,6 +205,7 @@ class Policy:
     budgets: BudgetPolicy = BudgetPolicy()
     rules: tuple[ClassifierRule, ...] = ()
     state: StatePolicy = StatePolicy()
+    gateway: GatewayPolicy = GatewayPolicy()
     source: str = "<built-in>"
     aliases: Mapping[str, str] = field(default_factory=dict)
 

@@ -25,13 +25,14 @@ from .config import load_policy
 from .decision import Attempt, Decision, new_request_id
 from .errors import AllTargetsFailed, NoRouteAvailable, ProviderError
 from .failures import ACTIONS, FailureClass
-from .plan import Demand, RoutePlan, Target, plan_route
+from .plan import Demand, RoutePlan, Skip, Target, plan_route
 from .policy import ContextPolicy, Credential, Policy
 from .providers import registry
 from .providers._http import new_session
 from .providers.base import Provider
 from .state import StateStore, open_store
-from .state.cooldown import cooldown_keys, duration_rule
+from .state.base import credential_key, model_key
+from .state.cooldown import cooldown_keys, duration_rule, local_credential_id
 from .tokens import estimate_prompt, estimate_text
 from .types import (
     ChatRequest,
@@ -104,7 +105,7 @@ class Router:
         """Answer one request, falling back along the chain; raises when no target answered."""
         decision, request = await self._begin(request)
         try:
-            attempts = _Attempts(decision.route)
+            attempts = _Attempts(decision.route, decision)
             for target, credential in attempts:
                 provider = self._provider(target.provider.name)
                 t0 = time.perf_counter()
@@ -133,7 +134,7 @@ class Router:
         decision, request = await self._begin(request)
         holder.decision = decision
         try:
-            attempts = _Attempts(decision.route)
+            attempts = _Attempts(decision.route, decision)
             for target, credential in attempts:
                 holder.target = target.id
                 out = _Output()
@@ -213,19 +214,23 @@ class Router:
                 str(exc),
             )
         )
-        await self._cool(exc, target, credential)
+        keys = await self._cool(exc, target, credential)
         log.info("attempt failed: %s %s: %s", target.id, exc.failure.value, exc)
         if not exc.fallback:
             raise exc
-        attempts.failed(exc)
+        attempts.failed(exc, keys)
 
     async def _cool(
         self, exc: ProviderError, target: Target, credential: Credential | None
-    ) -> None:
+    ) -> tuple[str, ...]:
         keys = cooldown_keys(exc.failure, target.provider, _cred_id(credential), target.id)
         rule = duration_rule(exc.failure, target.provider, self.policy.cooldowns, exc.retry_after)
+        cooled = []
         for key in keys:
-            await self.store.strike(key, exc.failure, self.clock(), rule, str(exc)[:200])
+            cooldown = await self.store.strike(key, exc.failure, self.clock(), rule, str(exc)[:200])
+            if cooldown.until > self.clock():
+                cooled.append(key)
+        return tuple(cooled)
 
     def _answered(
         self,
@@ -297,22 +302,38 @@ class RoutedStream:
 
 
 class _Attempts:
-    """(target, credential) pairs in order; a failure that does not rotate keys ends a target."""
+    """(target, credential) pairs in order.
 
-    def __init__(self, route: RoutePlan) -> None:
+    A failure that does not rotate keys ends its target. What one attempt cooled down is honoured
+    by the rest of the same request: after a billing failure on `anthropic#1`, the chain's other
+    Anthropic models are not tried with that key again.
+    """
+
+    def __init__(self, route: RoutePlan, decision: Decision) -> None:
         self._route = route
+        self._decision = decision
         self._next_target = False
+        self.cooled: set[str] = set()
 
     def __iter__(self) -> Iterator[tuple[Target, Credential | None]]:
         for target in self._route.targets:
             self._next_target = False
-            for credential in target.credentials or (None,):
+            usable = [c for c in target.credentials or (None,) if not self._cooled(target, c)]
+            if not usable:
+                self._decision.skipped.append(Skip(target.id, "cooled down by this request"))
+            for credential in usable:
                 yield target, credential
                 if self._next_target:
                     break
 
-    def failed(self, exc: ProviderError) -> None:
+    def _cooled(self, target: Target, credential: Credential | None) -> bool:
+        cred = _cred_id(credential) or local_credential_id(target.provider)
+        keys = (credential_key(cred), credential_key(cred, target.id), model_key(target.id))
+        return any(k in self.cooled for k in keys)
+
+    def failed(self, exc: ProviderError, keys: tuple[str, ...]) -> None:
         self._next_target = not ACTIONS[exc.failure].rotate_key
+        self.cooled.update(keys)
 
 
 class _Output:

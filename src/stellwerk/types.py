@@ -132,7 +132,7 @@ class ChatRequest:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     tools: tuple[Tool, ...] = ()
-    tool_choice: str | Mapping[str, Any] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None  # auto | none | required | {"name": T}
     stream: bool = False
     task: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -155,7 +155,12 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one attempt; `estimated` when the provider did not report them."""
+    """Token counts of one attempt; `estimated` when the provider did not report them.
+
+    `input_tokens` is the whole prompt; `cache_read_tokens` and `cache_write_tokens` are the parts
+    of it read from or written to a prompt cache (OpenAI's convention; Anthropic's uncached
+    `input_tokens` is converted at the edge).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0

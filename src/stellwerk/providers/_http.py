@@ -45,7 +45,7 @@ _CONTEXT = (
     "exceeds the model's",
 )
 _MODEL = ("model_not_found", "does not exist", "unknown model", "no such model", "not found")
-_OVERLOADED = ("overloaded",)
+_OVERLOADED = ("overloaded", "server busy")
 
 
 def _text(body: bytes) -> str:
@@ -60,6 +60,8 @@ def classify_failure(status: int, body: bytes, headers: Mapping[str, str]) -> Fa
     if status == 429:
         return FailureClass.BILLING if _has(text, _BILLING) else FailureClass.RATE_LIMIT
     if status in (401, 403):
+        if "key limit exceeded" in text:  # OpenRouter's per-key spend cap, not a bad key
+            return FailureClass.RATE_LIMIT if "daily" in text else FailureClass.BILLING
         if "moderation" in text or "flagged" in text:
             return FailureClass.INVALID_REQUEST
         return FailureClass.AUTH

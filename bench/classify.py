@@ -1,0 +1,75 @@
+"""How long classification takes per request.
+
+    .venv/bin/python bench/classify.py [PROMPTS.jsonl] [--repeat N]
+
+Prints the one-time cost of importing the classifier and loading its weights, then the median
+and p99 per prompt over the dev set (../shared/routing/dev.jsonl by default): for `classify`
+alone on a prepared request, and for building the request plus classifying it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "routing" / "dev.jsonl"
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+def timed(calls: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """Microseconds per call, every call `repeat` times."""
+    samples = []
+    for _ in range(repeat):
+        for call in calls:
+            start = time.perf_counter_ns()
+            call()
+            samples.append((time.perf_counter_ns() - start) / 1000)
+    return samples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="classification latency per request")
+    parser.add_argument("prompts", nargs="?", default=DEV)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    lines = Path(args.prompts).read_text("utf-8").splitlines()
+    prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]
+
+    start = time.perf_counter()
+    from stellwerk.classify import _model, classify
+    from stellwerk.config import policy_from_dict
+    from stellwerk.types import ChatRequest
+
+    imported = time.perf_counter()
+    policy = policy_from_dict({})
+    configured = time.perf_counter()
+    first = classify(ChatRequest.of(prompts[0]), policy)
+    loaded = time.perf_counter()
+    assert _model() is not None, "no weights shipped: src/stellwerk/data/classifier.json"
+    print(f"import stellwerk.classify    {1000 * (imported - start):8.1f} ms")
+    print(f"first classify (load weights) {1000 * (loaded - configured):6.1f} ms  ({first.task})")
+
+    requests = [ChatRequest.of(p) for p in prompts]
+    only = timed([lambda r=r: classify(r, policy) for r in requests], args.repeat)
+    built = timed([lambda p=p: classify(ChatRequest.of(p), policy) for p in prompts], args.repeat)
+    n = len(prompts)
+    for name, samples in (("classify", only), ("request + classify", built)):
+        median, p99 = percentiles(samples)
+        runs = f"{n} prompts x {args.repeat}"
+        print(f"{name:<20} median {median:7.1f} us   p99 {p99:7.1f} us   ({runs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

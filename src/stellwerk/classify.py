@@ -1,0 +1,578 @@
+"""Which task class a request belongs to, and why.
+
+Routing is only as cheap as the classifier is right: a heartbeat sent to the premium model with the
+whole history burns tokens all day, a proof sent to the budget model wastes the user's time. So the
+decision is layered, and every layer says what decided:
+
+1. an explicit class (`model: auto:code` or the `x-stellwerk-task` header) is obeyed as is;
+2. an in-band directive the user typed (`/model haiku`, a `# Model: opus` line) names the model
+   the chain starts at;
+3. a concrete model in the `model` field starts the chain there;
+4. otherwise the text decides: heartbeat prompts are recognised by rule (they are templated), the
+   rest by a small logistic-regression model (`data/classifier.json`, trained by
+   `scripts/train_classifier.py`) whose scores are shifted by built-in rules for strong signals
+   (code syntax, word problems, writing tasks) and by the user's own rules from the config.
+
+The text is the last user turn (the system prompt when there is none): agents send long, generic
+system prompts that say nothing about the task at hand. Only a bounded head and tail of a long
+text is read, so classification costs well under a millisecond. The weights load lazily, once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from .errors import UnknownModelError
+from .policy import ClassifierRule, Policy
+from .types import TEXT_CLASSES, ChatRequest, TaskClass
+
+HEAD_CHARS, TAIL_CHARS = 3000, 1000  # how much of a long text heartbeat and user rules read
+RULE_HEAD, RULE_TAIL = 1000, 300  # built-in rules and the model: they look for the instruction
+_DECISIVE = 12.0  # the score a certain heartbeat adds: no other signal outweighs it
+_CODE_TOOLS = re.compile(r"exec|bash|shell|python|code|patch|edit|write_file|terminal", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The class of a request, how sure the classifier is, and which rule or signal decided."""
+
+    task: TaskClass
+    confidence: float
+    reason: str
+    source: str  # explicit | directive | model | classifier | default
+    model: str | None = None  # catalog id when a directive or the model field names one
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+
+def classify(request: ChatRequest, policy: Policy) -> Classification:
+    """Classify a request: explicit class, then directive, then the model field, then the text."""
+    named = _named_model(request, policy)
+    explicit = _explicit_class(request)
+    directive = _directive(request, policy)
+    if explicit is not None:
+        task, how = explicit
+        if directive.written:
+            how += f" (directive {directive.written!r} ignored)"
+        return Classification(task, 1.0, f"explicit: {how}", "explicit", named)
+    if directive.task is not None:
+        reason = f"directive: {directive.written}"
+        return Classification(directive.task, 1.0, reason, "directive", named)
+    guess = _guess(request, directive.text, policy)
+    if directive.problem:
+        guess = replace(guess, reason=f"{guess.reason}; {directive.problem}")
+    if directive.model is not None:
+        reason = f"directive {directive.written!r} names {directive.model}; {guess.reason}"
+        return replace(guess, source="directive", model=directive.model, reason=reason)
+    if named is not None:
+        reason = f"model field names {named}; {guess.reason}"
+        return replace(guess, source="model", model=named, reason=reason)
+    return guess
+
+
+# -- what the caller asked for ----------------------------------------------------------------
+
+
+def _class_named(name: str, written: str) -> TaskClass:
+    """The class in `auto:<name>` or the task header; UnknownModelError with a suggestion."""
+    try:
+        return TaskClass(name.strip().lower())
+    except ValueError:
+        choices = [str(t) for t in TaskClass]
+        close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
+        hint = f"; did you mean auto:{close[0]}?" if close else ""
+        raise UnknownModelError(
+            f"unknown task class {name!r} in {written!r} (one of {', '.join(choices)}{hint})"
+        ) from None
+
+
+def _explicit_class(request: ChatRequest) -> tuple[TaskClass, str] | None:
+    if request.task and request.task.strip():
+        name = request.task.strip().lower().removeprefix("auto:")
+        return _class_named(name, request.task), f"task header {request.task.strip()}"
+    model = request.model.strip().lower()
+    if model.startswith("auto:"):
+        return _class_named(model[5:], request.model), model
+    return None
+
+
+def _named_model(request: ChatRequest, policy: Policy) -> str | None:
+    """The catalog id the model field names, None for `auto`; raises for unknown names."""
+    name = request.model.strip()
+    if not name or name.lower() == "auto" or name.lower().startswith("auto:"):
+        return None
+    spec = policy.resolve_model(name)
+    if spec is None:
+        raise UnknownModelError(f"unknown model {name!r}{_suggest(name, policy)}")
+    return spec.id
+
+
+def _suggest(name: str, policy: Policy) -> str:
+    pool = [*policy.models, *policy.aliases, "auto", *(f"auto:{t}" for t in TaskClass)]
+    close = difflib.get_close_matches(name.lower(), pool, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else " (see `stellwerk config show`)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Directive:
+    text: str  # the last user turn without the directive
+    written: str = ""  # the directive as typed, "" when there is none
+    model: str | None = None
+    task: TaskClass | None = None
+    problem: str = ""  # why a directive was ignored
+
+
+_SLASH_MODEL = re.compile(r"\A\s*/model[ \t]+(\S+)[ \t]*\n?")
+_MODEL_LINE = re.compile(r"^[ \t]*#[ \t]*model[ \t]*:[ \t]*(\S+)[ \t]*(?:\n|\Z)", re.I | re.M)
+
+
+def _directive(request: ChatRequest, policy: Policy) -> _Directive:
+    """`/model <alias>` opening the last user turn, or a `# Model: <alias>` line in it or the
+    system prompt. `auto:<class>` names a class; an unknown name is ignored, with a note."""
+    text = request.last_user_text()
+    found = _SLASH_MODEL.search(text) or _MODEL_LINE.search(text)
+    if found is not None:
+        text = text[: found.start()] + text[found.end() :]
+    elif "model" in (request.system or "").lower():
+        found = _MODEL_LINE.search(request.system or "")
+    if found is None:
+        return _Directive(text)
+    written, name = found.group(0).strip(), found.group(1).strip().lower()
+    if name == "auto":
+        return _Directive(text, written)
+    if name.startswith("auto:"):
+        if name[5:] in set(TaskClass):
+            return _Directive(text, written, task=TaskClass(name[5:]))
+        return _Directive(text, written, problem=f"directive {written!r} ignored: unknown class")
+    spec = policy.resolve_model(name)
+    if spec is None:
+        problem = f"directive {written!r} ignored: unknown model{_suggest(name, policy)}"
+        return _Directive(text, written, problem=problem)
+    return _Directive(text, written, model=spec.id)
+
+
+# -- the text classifier ----------------------------------------------------------------------
+
+
+def _guess(request: ChatRequest, user_text: str, policy: Policy) -> Classification:
+    text = user_text if user_text.strip() else request.system or ""
+    if not text.strip():
+        task = policy.routing.default_task
+        return Classification(task, 0.0, f"nothing to classify: default {task}", "default")
+    logits, why = _scores(text, request, user_text, policy)
+    probs = _softmax(logits)
+    best = max(probs, key=probs.__getitem__)
+    confidence = probs[best]
+    scores = {str(t): round(p, 4) for t, p in probs.items()}
+    if confidence < policy.routing.min_confidence:
+        task = policy.routing.default_task
+        reason = (
+            f"classifier unsure (leaned {best} at {confidence:.2f} < "
+            f"{policy.routing.min_confidence:.2f}): default {task}"
+        )
+        return Classification(task, confidence, reason, "default", scores=scores)
+    return Classification(best, confidence, _explain(best, why), "classifier", scores=scores)
+
+
+def _scores(
+    text: str, request: ChatRequest, user_text: str, policy: Policy
+) -> tuple[dict[TaskClass, float], dict[TaskClass, list[str]]]:
+    """Model scores plus the weight of every rule that fired, and what spoke for each class.
+
+    A certain heartbeat skips the model and the built-in rules: heartbeats are the most frequent
+    requests of an idle agent, and often long.
+    """
+    logits = dict.fromkeys(TEXT_CLASSES, 0.0)
+    why: dict[TaskClass, list[str]] = {t: [] for t in TEXT_CLASSES}
+    fired = _heartbeat(text, request, user_text)
+    if not fired or fired[0][1] < _DECISIVE:
+        read = _read(text)
+        model = _model_logits(read)
+        if model:
+            logits.update(model)
+            for task, p in _softmax(model).items():
+                why[task].append(f"model {p:.2f}")
+        fired.extend((t, w, name) for t, w, name, test in _rules() if test(read))
+    fired.extend(_user_rules(text, request, policy))
+    for task, weight, name in reversed(fired):
+        logits[task] = logits.get(task, 0.0) + weight
+        why.setdefault(task, []).insert(0, name)
+    return logits, why
+
+
+def _heartbeat(
+    text: str, request: ChatRequest, user_text: str
+) -> list[tuple[TaskClass, float, str]]:
+    evidence, names = _heartbeat_evidence(_bounded(text, HEAD_CHARS, TAIL_CHARS))
+    system = _system_heartbeat(request, user_text)
+    if system > evidence:
+        evidence, names = system, ["in the system prompt"]
+    if not evidence:
+        return []
+    weight = _DECISIVE if evidence >= 3 else evidence
+    return [(TaskClass.HEARTBEAT, weight, f"heartbeat prompt ({', '.join(names)})")]
+
+
+def _user_rules(
+    text: str, request: ChatRequest, policy: Policy
+) -> list[tuple[TaskClass, float, str]]:
+    """The config's rules (on the same bounded text) and the kind of tools defined."""
+    bounded = _bounded(text, HEAD_CHARS, TAIL_CHARS)
+    fired = [
+        (rule.task, rule.weight, f"rule /{rule.pattern}/")
+        for rule, pattern in _compiled(policy.rules)
+        if pattern.search(bounded)
+    ]
+    if any(_CODE_TOOLS.search(tool.name) for tool in request.tools):
+        fired.append((TaskClass.CODE, 0.5, "code tools defined"))
+    return fired
+
+
+def _explain(task: TaskClass, why: Mapping[TaskClass, list[str]]) -> str:
+    signals = why.get(task, [])
+    if task is TaskClass.HEARTBEAT and signals[:1] and signals[0].startswith("heartbeat"):
+        return signals[0]
+    return f"{task} ({', '.join(signals) or 'prior'})"
+
+
+def _softmax(logits: Mapping[TaskClass, float]) -> dict[TaskClass, float]:
+    top = max(logits.values())
+    exps = {t: math.exp(v - top) for t, v in logits.items()}
+    total = sum(exps.values())
+    return {t: e / total for t, e in exps.items()}
+
+
+def _bounded(text: str, head: int, tail: int) -> str:
+    """The head and tail of a long text: instructions sit at the start or the end."""
+    if len(text) <= head + tail:
+        return text
+    return text[:head] + "\n" + text[-tail:]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(
+    rules: tuple[ClassifierRule, ...],
+) -> tuple[tuple[ClassifierRule, re.Pattern[str]], ...]:
+    """The user's rules, compiled once per policy (config validation already checked them)."""
+    return tuple((rule, re.compile(rule.pattern)) for rule in rules)
+
+
+# -- heartbeats: templated prompts, recognised by rule ----------------------------------------
+
+_HEARTBEAT = (
+    (
+        "reply HEARTBEAT_OK",
+        3.0,
+        re.compile(
+            r"\b(?:reply|respond|response|answer|return|output|say|print|send)\b"
+            r"[^\n.]{0,60}?\bHEARTBEAT_OK\b|`HEARTBEAT_OK`",
+            re.I,
+        ),
+    ),
+    ("HEARTBEAT_OK", 1.5, re.compile(r"\bHEARTBEAT_OK\b")),
+    ("HEARTBEAT.md", 1.5, re.compile(r"\bHEARTBEAT\.md\b", re.I)),
+    (
+        "heartbeat wording",
+        1.5,
+        re.compile(
+            r"\b(?:scheduled|periodic|routine)\s+heartbeat|heartbeat\s+(?:check|poll|tasks?|"
+            r"protocol|run|prompt|monitor)|^#+\s*heartbeat\b",
+            re.I | re.M,
+        ),
+    ),
+)
+
+
+def _heartbeat_evidence(text: str) -> tuple[float, list[str]]:
+    """Summed weight of the heartbeat signals in a text (3 or more is certain), and their names."""
+    if "heartbeat" not in text.lower():
+        return 0.0, []
+    found = [(name, weight) for name, weight, rx in _HEARTBEAT if rx.search(text)]
+    names = [n for n, _ in found if n != "HEARTBEAT_OK" or len(found) == 1]
+    return sum(w for _, w in found), names
+
+
+def _system_heartbeat(request: ChatRequest, user_text: str) -> float:
+    """Heartbeat evidence from a system prompt that opens with the heartbeat instructions.
+
+    Agents such as OpenClaw explain the heartbeat deep inside every system prompt, so only a
+    system prompt that starts with it (a heartbeat runner) counts; with no user turn the system
+    prompt is the text itself and is read in full.
+    """
+    system = request.system or ""
+    if not system or not user_text.strip():
+        return 0.0
+    evidence, _ = _heartbeat_evidence(system[:1000])
+    return evidence if evidence >= 3 else 0.0
+
+
+# -- how rules and model read a text -----------------------------------------------------------
+
+_TOKEN = re.compile(r"[a-z_][a-z0-9_]*|\d+(?:[.,]\d+)*|[^\sa-z0-9_]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A text bounded to its head and tail, as written, lowered, and as tokens (digits -> 0)."""
+
+    raw: str
+    low: str
+    tokens: list[str]
+    words: frozenset[str]
+
+
+def _read(text: str) -> _Text:
+    raw = _bounded(text, RULE_HEAD, RULE_TAIL)
+    low = raw.lower()
+    tokens = ["0" if t[0].isdigit() else t for t in _TOKEN.findall(low)]
+    return _Text(raw, low, tokens, frozenset(tokens))
+
+
+# -- built-in rules: strong signals the training data under-represents ------------------------
+
+_Test = Callable[[_Text], bool]
+
+
+def _low(pattern: str, needs: str = "") -> _Test:
+    """A rule on the lowered text; it runs only if one of the words in `needs` occurs."""
+    search = re.compile(pattern, re.M).search
+    wanted = frozenset(needs.split())
+    if not wanted:
+        return lambda t: search(t.low) is not None
+    return lambda t: not wanted.isdisjoint(t.words) and search(t.low) is not None
+
+
+def _cased(pattern: str, needs: str = "") -> _Test:
+    """A rule on the text as written, for patterns that depend on case."""
+    search = re.compile(pattern, re.M).search
+    wanted = frozenset(needs.split())
+    return lambda t: not wanted.isdisjoint(t.words) and search(t.raw) is not None
+
+
+def _either(*tests: _Test) -> _Test:
+    return lambda t: any(test(t) for test in tests)
+
+
+_ASKS_AMOUNT = re.compile(
+    r"\b(?:how (?:many|much|long|old|far|fast)|what (?:percentage|fraction)|"
+    r"what(?: is|'s) the (?:total|sum|average|difference|number)|in total|altogether|left over|"
+    r"remain)\b"
+)
+_QUANTITY = frozenset(
+    "half twice thrice double triple quarter percent more less fewer times % $".split()
+)
+
+
+def _word_problem(t: _Text) -> bool:
+    """A question about an amount, with the numbers to compute it from."""
+    if "0" not in t.words or not _ASKS_AMOUNT.search(t.low):
+        return False
+    numbers = len(_NUMBER.findall(t.low))
+    return numbers >= 2 or not _QUANTITY.isdisjoint(t.words)
+
+
+def _equation_pattern() -> str:
+    """An operator between operands (`3 + 4`, `x = 2`, `2x - 5`, `x^2`) or `f(x) =`.
+
+    The pattern starts at the operator and looks behind, which is several times faster than
+    trying every word; `2026-03-26` and `1939-1945` are no equations.
+    """
+    op = r"[-+*/^=<>]"
+    before = (r"\d[+*/^=<>]", rf"\d {op}", rf"\b[a-z] ?{op}", rf"\b\d[a-z] ?{op}")
+    behind = "|".join(f"(?<={b})" for b in _fixed_widths(before))
+    return rf"{op}(?:{behind}) ?\{{?\d|\b[a-z]\([a-z0-9]\) ?="
+
+
+def _fixed_widths(patterns: tuple[str, ...]) -> list[str]:
+    """Look-behinds need a fixed width: `a ?b` becomes `ab` and `a b`."""
+    return [
+        v
+        for p in patterns
+        for v in ((p.replace(" ?", ""), p.replace(" ?", " ")) if " ?" in p else (p,))
+    ]
+
+
+_LANG = (
+    r"(?:python|javascript|typescript|java|c\+\+|c#|golang|rust|ruby|php|kotlin|swift|scala|"
+    r"haskell|perl|bash|shell|powershell|sql|html|css|matlab|lua|dart|elixir|clojure|fortran|"
+    r"cobol|assembly|verilog|julia|react|node\.?js|django|flask|pandas|numpy|jquery|regex|"
+    r"regular expression)"
+)
+_LANG_WORDS = (
+    "python javascript typescript java golang rust ruby php kotlin swift scala haskell perl "
+    "bash shell powershell sql html css matlab lua dart elixir clojure fortran cobol assembly "
+    "verilog julia react node nodejs django flask pandas numpy jquery regex regular"
+)
+_GENRE = (
+    r"(?:essay|story|stories|poem|haiku|limerick|sonnet|song|lyrics|letter|e-?mail|speech|blog|"
+    r"blog post|article|screenplay|script|play|dialogue|caption|slogan|tagline|bio|advertisement|"
+    r"ad|pitch|outline|proposal|cover letter|personal statement|tweet|post|monologue|skit|novel|"
+    r"fiction|plot|itinerary|joke|riddle|ascii art|description|review|summary|recipe|toast|"
+    r"eulogy|ode|ballad|rap|chapter|scene|act)"
+)
+_C, _R, _X, _S = TaskClass.CODE, TaskClass.REASONING, TaskClass.COMPLEX, TaskClass.SIMPLE
+
+
+# fmt: off
+@functools.cache
+def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
+    """The built-in rules, compiled on first use so that importing stays cheap."""
+    return (
+        (_C, 3.75, "code syntax", _either(
+            _cased(r"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+\w+[ \t]*[(:]", "def class"),
+            _cased(r"^[ \t]*(?:public|private|protected|static)[ \t]+[\w<>\[\]]+[ \t]+\w+"
+                   r"[ \t]*\(", "public private protected static"),
+            _cased(r"^[ \t]*(?:#include[ \t]*<|(?:import|from)[ \t]+[\w.]+"
+                   r"(?:[ \t]+import\b|;?$))", "include import from"),
+            _cased(r"console\.log\(|System\.out\.print|\bfunction\s+\w+\s*\(|=>\s*\{|\\n {2,}\w",
+                   "console system function > \\"),
+            _cased(r"\bSELECT\s+[\w*, ]+?\s+FROM\b", "select"),
+            _cased(r"\b[A-Z]\w*(?:Exception|Error)\b", "exception error"),
+        )),
+        (_C, 3.1, "asks for code", _low(
+            r"\b(?:write|create|implement|complete|generate|give me|build|code|fix)\s+"
+            r"(?:a|an|the|me a|some|this)?\s*(?:\w+\s+){0,3}(?:function|program|script|method|"
+            r"class|algorithm|query|regex|regular expression|snippet|code|unit tests?|api|"
+            r"endpoint|module)\b",
+            "function program script method class algorithm query regex regular snippet code "
+            "test tests api endpoint module")),
+        (_C, 2.5, "programming language", _low(
+            rf"\b(?:in|using|with)\s+{_LANG}\b|\b{_LANG}\s+(?:code|function|program|script|"
+            r"class|snippet|question|syntax|markup|query|tags?)\b", _LANG_WORDS)),
+        (_C, 1.9, "data structures", _low(
+            r"\b(?:arrays?|linked lists?|binary (?:search )?trees?|hash ?(?:maps?|tables?)|"
+            r"substrings?|subarrays?|subsequences?|palindromes?|"
+            r"given (?:a |an )?(?:string|list|array)|tuples?|booleans?|nodes?)\b",
+            "array arrays linked binary hash hashmap hashmaps hashtable hashtables substring "
+            "substrings subarray subarrays subsequence subsequences palindrome palindromes "
+            "given tuple tuples boolean booleans node nodes")),
+        (_C, 1.9, "debugging", _low(
+            r"\b(?:bug|debug|compile|compiler|syntax error|stack ?trace|exception|segfault|"
+            r"null ?pointer|runtime error|refactor)\b",
+            "bug debug compile compiler syntax stack stacktrace exception segfault null "
+            "nullpointer runtime refactor")),
+        (_R, 1.9, "equation", _low(_equation_pattern(), "0 =")),
+        (_R, 1.9, "math vocabulary", _low(
+            r"\b(?:solve|equations?|integral|derivative|probability|prove that|inequality|"
+            r"polynomial|theorem|conjecture|lemma|formula|calculate|compute|integers?|"
+            r"prime numbers?|factorial|remainder|divisible)\b",
+            "solve equation equations integral derivative probability prove inequality "
+            "polynomial theorem conjecture lemma formula calculate compute integer integers "
+            "prime factorial remainder divisible")),
+        (_R, 2.5, "word problem", _word_problem),
+        (_R, 2.5, "logic puzzle", _low(
+            r"\btrue,? false,? or uncertain\b|\bpremises?\b|\bpuzzle\b|\bstep[- ]by[- ]step\b|"
+            r"\bdeduce\b|\blogically\b",
+            "uncertain premise premises puzzle step deduce logically")),
+        (_X, 2.5, "writing task", _low(
+            r"\A\W*(?:please\s+|can you\s+|could you\s+|help me\s+|i need you to\s+|"
+            r"i want you to\s+)?(?:write|compose|draft|craft|rewrite|rephrase|paraphrase|edit|"
+            r"revise|proofread|polish|expand|shorten|condense|invent|brainstorm|come up with|"
+            r"imagine|pretend|role-?play|act as)\b")),
+        (_X, 1.9, "writing genre", _low(
+            r"\b(?:write|compose|draft|craft|create|generate|make|produce|come up with|give me)"
+            r"\s+(?:me\s+|us\s+)?(?:a|an|the|some|one|two|three|\d+)?\s*(?:[\w-]+\s+){0,4}"
+            rf"{_GENRE}\b",
+            "write compose draft craft create generate make produce come give")),
+        (_X, 2.5, "role play", _either(
+            _low(r"\A\W*(?:as (?:an?|the|my) |imagine (?:you are|yourself)|"
+                 r"pretend (?:to be|you are)|you are an?\b|act as|roleplay|role-play)"),
+            _low(r"\b(?:in the style|from the perspective) of\b", "style perspective"),
+            _cased(r"\A\W*[Aa]s [A-Z][\w.'-]+(?: [A-Z][\w.'-]+)*,", "as"),
+        )),
+        (_X, 3.1, "counterfactual", _low(
+            r"\bwhat (?:would|might) (?:have )?happen(?:ed)? if\b|\bhow (?:would|might) "
+            r".{3,80} (?:be different|have changed|change|differ) if\b|\bwhat if\b", "if")),
+        (_S, 1.25, "short question", _low(
+            r"\A\s*(?:who|when|where|which|what|why|how|is|are|does|do|did|can|was|were)\b"
+            r"[^\n]{0,150}\??\s*\Z")),
+        (_S, 3.75, "extraction", _low(r"\A\W*(?:please\s+)?extract\b")),
+        (_S, 2.5, "lookup", _either(
+            _low(r"\A\W*(?:please\s+)?(?:identify|classify|categorize|indicate|name|list|"
+                 r"define|tell me|give (?:me )?(?:some )?examples|provide (?:me with )?a list)\b"),
+            _low(r"choose the correct answer|which of the following", "correct following"),
+        )),
+    )
+# fmt: on
+
+
+# -- the trained model -------------------------------------------------------------------------
+
+_INDENTED = re.compile(r"^(?:    |\t)\S", re.M)
+_CODE_LINE = re.compile(r"^\s*(?:def|class|function|public|import|from|#include)\b", re.M)
+
+
+def _bucket(n: int, edges: tuple[int, ...]) -> int:
+    return next((i for i, edge in enumerate(edges) if n <= edge), len(edges))
+
+
+def features(text: str) -> set[str]:
+    """The model's features of a text: words, word pairs, the opening words and its shape."""
+    return _features(_read(text))
+
+
+def _features(t: _Text) -> set[str]:
+    tokens, low = t.tokens, t.low
+    found = set(t.words)
+    found.update(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))
+    if tokens:
+        found.add(f"^{tokens[0]}")
+        found.update(f"^{tokens[0]} {b}" for b in tokens[1:2])
+    found.add(f"len:{_bucket(len(tokens), (5, 10, 20, 40, 80, 160, 320))}")
+    found.add(f"num:{_bucket(len(_NUMBER.findall(low)), (0, 1, 2, 4, 8))}")
+    found.add(f"nl:{_bucket(low.count(chr(10)), (0, 1, 3, 8, 20))}")
+    shape = {
+        "!fence": "```" in low,
+        "!indent": _INDENTED.search(low) is not None,
+        "!codeline": _CODE_LINE.search(low) is not None,
+        "!qend": low.rstrip().endswith("?"),
+    }
+    found.update(name for name, present in shape.items() if present)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    classes: tuple[TaskClass, ...]
+    bias: tuple[float, ...]
+    weights: Mapping[str, tuple[float, ...]]  # feature -> one weight per class
+    vocabulary: frozenset[str]
+
+
+@functools.cache
+def _model() -> _Model | None:
+    """The trained weights, read once on first use; None if the package ships none."""
+    from importlib import resources  # only here: it costs more to import than this module
+
+    try:
+        raw = resources.files("stellwerk").joinpath("data/classifier.json").read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    data = json.loads(raw)
+    scale = float(data["scale"])
+    weights = {f: tuple(w / scale for w in row) for f, row in data["weights"].items()}
+    classes = tuple(TaskClass(c) for c in data["classes"])
+    bias = tuple(b / scale for b in data["bias"])
+    return _Model(classes, bias, weights, frozenset(weights))
+
+
+def _model_logits(text: _Text) -> dict[TaskClass, float] | None:
+    """The model's score per class, or None when the package ships no weights."""
+    model = _model()
+    if model is None:
+        return None
+    found = _features(text)
+    rows = map(model.weights.__getitem__, found & model.vocabulary)
+    sums = [sum(column) for column in zip(*rows, strict=True)] or [0.0] * len(model.classes)
+    norm = 1.0 / math.sqrt(len(found))
+    logits = dict.fromkeys(TEXT_CLASSES, 0.0)
+    logits.update(
+        (t, b + norm * s) for t, b, s in zip(model.classes, model.bias, sums, strict=True)
+    )
+    return logits
