@@ -10,6 +10,7 @@ alone on a prepared request, and for building the request plus classifying it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "routing" / "dev.jsonl"
+sys.path.insert(0, str(ROOT / "src"))  # measure this tree, whatever the venv points at
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -61,8 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"first classify (load weights) {1000 * (loaded - configured):6.1f} ms  ({first.task})")
 
     requests = [ChatRequest.of(p) for p in prompts]
-    only = timed([lambda r=r: classify(r, policy) for r in requests], args.repeat)
-    built = timed([lambda p=p: classify(ChatRequest.of(p), policy) for p in prompts], args.repeat)
+
+    def build_and_classify(prompt: str) -> object:
+        return classify(ChatRequest.of(prompt), policy)
+
+    only = timed([functools.partial(classify, r, policy) for r in requests], args.repeat)
+    built = timed([functools.partial(build_and_classify, p) for p in prompts], args.repeat)
     n = len(prompts)
     for name, samples in (("classify", only), ("request + classify", built)):
         median, p99 = percentiles(samples)

@@ -70,7 +70,7 @@ def train(
         for i in order:
             feats, label, sample_weight, _ = rows[i]
             norm = 1.0 / math.sqrt(len(feats))  # the same norm as at run time: all features count
-            known = [f for f in feats if f in vocab]
+            known = sorted(f for f in feats if f in vocab)  # a fixed order: same file each run
             error = _error(bias, weights, known, norm, label, sample_weight)
             for c in range(k):
                 bias_g[c] += error[c] ** 2

@@ -70,3 +70,8 @@ async def read_status(config_path: str | os.PathLike[str] | None) -> dict[str, A
 async def reset_cooldowns(config_path: str | os.PathLike[str] | None, target: str) -> int:
     async with Router.from_config(config_path) as router:
         return await router.reset(target)
+
+
+async def run_probes(config_path: str | os.PathLike[str] | None) -> list[tuple[str, str]]:
+    async with Router.from_config(config_path) as router:
+        return await router.probe()

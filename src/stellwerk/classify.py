@@ -197,7 +197,10 @@ def _scores(
             logits.update(model)
             for task, p in _softmax(model).items():
                 why[task].append(f"model {p:.2f}")
-        fired.extend((t, w, name) for t, w, name, test in _rules() if test(read))
+        rules = [(t, w, name) for t, w, name, test in _rules() if test(read)]
+        if not rules and _SHORT_QUESTION.search(read.low):
+            rules.append((TaskClass.SIMPLE, 1.25, "short question"))
+        fired.extend(rules)
     fired.extend(_user_rules(text, request, policy))
     for task, weight, name in reversed(fired):
         logits[task] = logits.get(task, 0.0) + weight
@@ -416,6 +419,11 @@ _GENRE = (
     r"fiction|plot|itinerary|joke|riddle|ascii art|description|review|summary|recipe|toast|"
     r"eulogy|ode|ballad|rap|chapter|scene|act)"
 )
+# a short question that no rule claims is most likely a lookup
+_SHORT_QUESTION = re.compile(
+    r"\A\s*(?:who|when|where|which|what|why|how|is|are|does|do|did|can|was|were)\b"
+    r"[^\n]{0,150}\??\s*\Z"
+)
 _C, _R, _X, _S = TaskClass.CODE, TaskClass.REASONING, TaskClass.COMPLEX, TaskClass.SIMPLE
 
 
@@ -458,7 +466,7 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             "bug debug compile compiler syntax stack stacktrace exception segfault null "
             "nullpointer runtime refactor")),
         (_R, 1.9, "equation", _low(_equation_pattern(), "0 =")),
-        (_R, 1.9, "math vocabulary", _low(
+        (_R, 2.5, "math vocabulary", _low(
             r"\b(?:solve|equations?|integral|derivative|probability|prove that|inequality|"
             r"polynomial|theorem|conjecture|lemma|formula|calculate|compute|integers?|"
             r"prime numbers?|factorial|remainder|divisible)\b",
@@ -470,6 +478,12 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             r"\btrue,? false,? or uncertain\b|\bpremises?\b|\bpuzzle\b|\bstep[- ]by[- ]step\b|"
             r"\bdeduce\b|\blogically\b",
             "uncertain premise premises puzzle step deduce logically")),
+        (_R, 5.0, "logic statements", _either(  # all A are B; A is older than B. B is ...
+            _low(r"(?:\b(?:all|no|every|some) [\w-]+ (?:are|is)\b[\s\S]{0,120}?){2}",
+                 "all no every some"),
+            _low(r"(?:\b(?:is|are|was|were|costs?|weighs?|runs?)\s+(?:\w+er|(?:more|less|fewer)"
+                 r" \w+)\s+than\s+[^.?!\n]{1,40}[.;!?][\s\S]{0,80}?){2}", "than"),
+        )),
         (_X, 2.5, "writing task", _low(
             r"\A\W*(?:please\s+|can you\s+|could you\s+|help me\s+|i need you to\s+|"
             r"i want you to\s+)?(?:write|compose|draft|craft|rewrite|rephrase|paraphrase|edit|"
@@ -486,12 +500,10 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             _low(r"\b(?:in the style|from the perspective) of\b", "style perspective"),
             _cased(r"\A\W*[Aa]s [A-Z][\w.'-]+(?: [A-Z][\w.'-]+)*,", "as"),
         )),
-        (_X, 3.1, "counterfactual", _low(
-            r"\bwhat (?:would|might) (?:have )?happen(?:ed)? if\b|\bhow (?:would|might) "
-            r".{3,80} (?:be different|have changed|change|differ) if\b|\bwhat if\b", "if")),
-        (_S, 1.25, "short question", _low(
-            r"\A\s*(?:who|when|where|which|what|why|how|is|are|does|do|did|can|was|were)\b"
-            r"[^\n]{0,150}\??\s*\Z")),
+        (_X, 5.5, "counterfactual", _low(
+            r"\bwhat if\b|\bwhat would have happened if\b|\bhow (?:would|might) .{3,80} "
+            r"(?:be different|have changed|change|differ) if\b|"
+            r"\bif\b[^.?!\n]{3,80}\bhad (?:never|not|been)\b", "if")),
         (_S, 3.75, "extraction", _low(r"\A\W*(?:please\s+)?extract\b")),
         (_S, 2.5, "lookup", _either(
             _low(r"\A\W*(?:please\s+)?(?:identify|classify|categorize|indicate|name|list|"

@@ -240,6 +240,23 @@ def reset(target: str, config_path: Path | None) -> None:
     )
 
 
+@main.command()
+@config_option
+def probe(config_path: Path | None) -> None:
+    """Try every cooled key whose probe is due with a one-token request; end cooldowns that pass."""
+    import asyncio
+
+    from .chat import run_probes
+
+    results = asyncio.run(run_probes(config_path))
+    for key, outcome in results:
+        click.echo(
+            f"{key:<56} {'usable again' if outcome == 'ok' else 'still failing: ' + outcome}"
+        )
+    if not results:
+        click.echo("no probe due")
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 

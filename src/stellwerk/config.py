@@ -100,9 +100,15 @@ class _RateLimit(_Struct):
     retry_after_cap: Number = 300
 
 
+class _Probe(_Struct):
+    every: Number = 300
+    billing: bool = False
+
+
 class _Cooldowns(_Struct):
     rate_limit: _RateLimit = msgspec.field(default_factory=_RateLimit)
     breaker: Number = 30
+    probe: _Probe = msgspec.field(default_factory=_Probe)
 
 
 class _Limit(_Struct):
@@ -499,6 +505,8 @@ def _cooldowns(raw: _Cooldowns) -> CooldownPolicy:
         rate_limit_max=parse_duration(raw.rate_limit.max, f"{p}.max"),
         retry_after_cap=parse_duration(raw.rate_limit.retry_after_cap, f"{p}.retry_after_cap"),
         breaker=parse_duration(raw.breaker, "cooldowns.breaker"),
+        probe_every=parse_duration(raw.probe.every, "cooldowns.probe.every"),
+        probe_billing=raw.probe.billing,
     )
 
 

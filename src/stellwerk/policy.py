@@ -144,6 +144,8 @@ class CooldownPolicy:
     rate_limit_max: float = 600.0
     retry_after_cap: float = 300.0
     breaker: float = 30.0
+    probe_every: float = 300.0  # 0: no probes; a cooled key is probed once this long has passed
+    probe_billing: bool = False  # probing a billing cooldown spends a request on an empty account
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,12 @@ A fallback holds for one request only: the next one plans from the primary again
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
@@ -139,13 +141,14 @@ class Router:
                 holder.target = target.id
                 out = _Output()
                 try:
-                    async for chunk in self._open_stream(target, credential, request, out):
-                        if isinstance(chunk, StreamEnd):
-                            decision.attempts.append(
-                                Attempt(target.id, _cred_id(credential), None, 200, _ms(out.t0))
-                            )
-                            self._answered(decision, target, chunk.usage, chunk)
-                        yield chunk
+                    async with aclosing(self._open_stream(target, credential, request, out)) as up:
+                        async for chunk in up:
+                            if isinstance(chunk, StreamEnd):
+                                decision.attempts.append(
+                                    Attempt(target.id, _cred_id(credential), None, 200, _ms(out.t0))
+                                )
+                                self._answered(decision, target, chunk.usage, chunk)
+                            yield chunk
                 except ProviderError as exc:
                     exc.after_first_token = exc.after_first_token or out.started
                     if out.started:
@@ -162,7 +165,7 @@ class Router:
 
     async def _open_stream(
         self, target: Target, credential: Credential | None, request: ChatRequest, out: _Output
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         provider = self._provider(target.provider.name)
         async for chunk in provider.stream(request, target.model, credential):
             if is_content(chunk):
@@ -273,7 +276,41 @@ class Router:
             provider = self._providers[name] = registry.build(spec, self._session)
         return provider
 
+    def swap_policy(self, policy: Policy) -> None:
+        """Use a new policy for new requests (config reload); requests in flight keep theirs.
+
+        Adapters whose provider settings changed are dropped, so a new base URL, header or
+        timeout applies from the next attempt on.
+        """
+        old = self.policy
+        self.policy = policy
+        self.tz = ZoneInfo(policy.budgets.timezone)
+        for name in list(self._providers):
+            if policy.providers.get(name) != old.providers.get(name):
+                del self._providers[name]
+
     # -- state commands ------------------------------------------------------------------------
+
+    async def probe(self) -> list[tuple[str, str]]:
+        """Probe the cooled keys that are due (see `probe.py`); `(key, outcome)` for each."""
+        from .probe import due_probes
+
+        snapshot = await self.store.snapshot(self.clock())
+        results = []
+        for due in due_probes(snapshot, self.policy):
+            provider = self._provider(due.model.provider)
+            request = ChatRequest.of("ping", model=due.model.id)
+            try:
+                await provider.complete(replace(request, max_tokens=8), due.model, due.credential)
+            except ProviderError as exc:
+                target = Target(due.model, self.policy.providers[due.model.provider])
+                await self._cool(exc, target, due.credential)
+                results.append((due.key, exc.failure.value))
+                continue
+            await self.store.recover(due.key)
+            log.info("probe succeeded: %s is usable again", due.key)
+            results.append((due.key, "ok"))
+        return results
 
     async def reset(self, target: str = "") -> int:
         """Clear cooldowns: all, or those of a provider, credential or model."""
@@ -396,6 +433,8 @@ def _ms(t0: float) -> float:
 
 
 def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "cancelled (client disconnected)"
     if isinstance(exc, ProviderError):
         return f"{exc.failure.value}: {exc}"
     return str(exc) or type(exc).__name__

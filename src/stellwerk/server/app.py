@@ -1,0 +1,207 @@
+"""The gateway application: one aiohttp app in front of one Router.
+
+`create_app(router)` wires the endpoints, one middleware that gives every request an id, checks the
+client key and turns every exception into an answer in the caller's own format, and a decision
+sink that feeds the metrics and hands the decision back to the request that caused it (so even an
+error answer carries the notice headers). The chat endpoints live in `chat.py`; everything here
+is small and synchronous in spirit: health, readiness, the model list, status and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from ..decision import Decision, new_request_id
+from ..policy import Policy
+from ..router import Router
+from ..status import status_data
+from ..types import TEXT_CLASSES
+from . import chat
+from .errors import HTTPProblem, Problem, problem_for, too_large, unauthorized
+from .formats import ANTHROPIC, OPENAI, Format
+from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
+from .metrics import content_type
+from .notice import notice_headers
+
+log = logging.getLogger("stellwerk.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # no client key needed
+
+
+def create_app(
+    router: Router,
+    *,
+    api_keys: Iterable[str] | None = None,
+    max_body: int | None = None,
+    inline_notice: bool | None = None,
+) -> web.Application:
+    """The gateway app for `router` (which stays the caller's to close).
+
+    Settings left as None come from `router.policy.gateway`. The router's decision sink is
+    wrapped so every decision also reaches this app's metrics.
+    """
+    gateway = Gateway(router, api_keys=api_keys, max_body=max_body, inline_notice=inline_notice)
+    router.sink = _tee(gateway.capture, router.sink)
+    app = web.Application(middlewares=[_guard], client_max_size=gateway.max_body)
+    app[GATEWAY] = gateway
+    app.on_response_prepare.append(_request_id_header)
+    app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_post("/v1/messages", chat.messages)
+    app.router.add_post("/v1/messages/count_tokens", chat.count_tokens)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", get_model)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/status", api_status)
+    return app
+
+
+def _tee(*sinks: Callable[[Decision], Awaitable[None]]) -> Callable[[Decision], Awaitable[None]]:
+    async def sink(decision: Decision) -> None:
+        for each in sinks:
+            await each(decision)
+
+    return sink
+
+
+# -- the middleware --------------------------------------------------------------------------
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, client key, and every error as an answer in the caller's format."""
+    gateway = request.app[GATEWAY]
+    request_id = new_request_id()
+    REQUEST_ID.set(request_id)
+    try:
+        if request.path not in OPEN_PATHS and not gateway.authorized(request):
+            raise HTTPProblem(unauthorized())
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own 404, 405 and 413
+        response = _error_response(request, _http_problem(request, exc))
+    except Exception as exc:
+        response = _error_response(request, problem_for(exc, request_id))
+    finally:
+        decision = gateway.decisions.pop(request_id, None)
+    if response.status >= 400 and not response.prepared:
+        response.headers.update(notice_headers(decision))
+    gateway.metrics.response(_endpoint(request), response.status)
+    return response
+
+
+def _error_response(request: web.Request, problem: Problem) -> web.Response:
+    gateway = request.app[GATEWAY]
+    problem = problem.redacted(gateway.secrets())
+    body = wire_format(request).error(problem)
+    response = json_response(body, status=problem.status)
+    if not problem.retry:
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def _http_problem(request: web.Request, exc: web.HTTPException) -> Problem:
+    if exc.status == 413:
+        return too_large(request.app[GATEWAY].max_body)
+    return Problem(exc.status, f"{exc.reason}: {request.method} {request.path}")
+
+
+def wire_format(request: web.Request) -> Format:
+    """The caller's format: Anthropic's on `/v1/messages` and for clients that send
+    `anthropic-version` (the Anthropic SDKs, on every path), OpenAI's everywhere else."""
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return ANTHROPIC
+    return OPENAI
+
+
+def _endpoint(request: web.Request) -> str:
+    """The route's template (bounded label values), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+async def _request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    if request_id := REQUEST_ID.get():
+        response.headers["x-stellwerk-request-id"] = request_id
+
+
+# -- the small endpoints ---------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The config is loaded and the state store answers."""
+    router = request.app[GATEWAY].router
+    try:
+        await router.store.snapshot(router.clock())
+    except Exception as exc:
+        log.warning("readiness: state store unreachable: %s", exc)
+        body = {"status": "unavailable", "reason": f"state store unreachable: {exc}"}
+        return json_response(body, status=503)
+    return json_response({"status": "ready", "config": router.policy.source})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    snapshot = await gateway.router.store.snapshot(gateway.router.clock())
+    body = gateway.metrics.render(snapshot)
+    return web.Response(body=body, headers={"content-type": content_type()})
+
+
+async def api_status(request: web.Request) -> web.Response:
+    """What `stellwerk status --json` prints: providers (keys masked), cooldowns, mode."""
+    router = request.app[GATEWAY].router
+    snapshot = await router.store.snapshot(router.clock())
+    return json_response(status_data(router.policy, snapshot, router.tz))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """`auto`, `auto:<class>`, the aliases and the catalog, in OpenAI's list format."""
+    entries = model_entries(request.app[GATEWAY].router.policy)
+    return json_response(
+        {
+            "object": "list",
+            "data": entries,
+            "has_more": False,  # the Anthropic SDK pages with these three
+            "first_id": entries[0]["id"] if entries else None,
+            "last_id": entries[-1]["id"] if entries else None,
+        }
+    )
+
+
+async def get_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    for entry in model_entries(request.app[GATEWAY].router.policy):
+        if entry["id"] == name:
+            return json_response(entry)
+    problem = Problem(404, f"model {name!r} does not exist", code="model_not_found", param="model")
+    raise HTTPProblem(problem)
+
+
+def model_entries(policy: Policy) -> list[dict[str, Any]]:
+    """One entry per name a client may send as `model`."""
+    names = [("auto", "stellwerk")]
+    names += [(f"auto:{task}", "stellwerk") for task in TEXT_CLASSES]
+    names += [(a, spec.provider) for spec in policy.models.values() for a in spec.aliases]
+    names += [(spec.id, spec.provider) for spec in policy.models.values()]
+    return [_entry(name, owner) for name, owner in dict(names).items()]
+
+
+def _entry(name: str, owner: str) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": owner,
+        "type": "model",  # Anthropic's list shape, next to OpenAI's
+        "display_name": name,
+        "created_at": "1970-01-01T00:00:00Z",
+    }

@@ -1,0 +1,161 @@
+"""The two chat endpoints: read, parse, route, render; streaming and not.
+
+A streamed answer is held back until its first chunk has arrived: until then the router may still
+fail over, and the caller gets a plain JSON error with the right status if no target answers.
+From the first chunk on the headers are sent (naming the model that is answering), and a failure
+can only end the stream with an error event in the caller's format. A client that hangs up
+closes the routed stream, which closes the upstream request; the router records the decision once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..decision import Decision
+from ..errors import RequestError, StellwerkError
+from ..router import RoutedStream
+from ..tokens import estimate_prompt
+from ..types import ChatRequest, ChatResponse, Chunk, StreamEnd, TextDelta, TextPart, ToolCallStart
+from .errors import HTTPProblem, problem_for, too_large
+from .formats import ANTHROPIC, OPENAI, Format, StreamWriter
+from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
+from .notice import inline_notice, notice_headers
+
+TASK_HEADER = "x-stellwerk-task"
+SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions (OpenAI)."""
+    return await _chat(request, OPENAI)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages (Anthropic)."""
+    return await _chat(request, ANTHROPIC)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens (Anthropic): Stellwerk's estimate, which errs high."""
+    data = await read_json(request, request.app[GATEWAY].max_body)
+    return json_response({"input_tokens": estimate_prompt(ANTHROPIC.parse(data))})
+
+
+async def _chat(request: web.Request, fmt: Format) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    request_id = REQUEST_ID.get()
+    data = await read_json(request, gateway.max_body)
+    chat = _prepared(fmt.parse(data), request, request_id)
+    gateway.decisions[request_id] = None  # the sink hands the decision back here
+    if chat.stream:
+        return await _stream(request, gateway, fmt, chat, data)
+    answer = await gateway.router.complete(chat)
+    response = answer.response
+    if gateway.inline_notice:
+        response = with_notice(response, answer.decision)
+    body = fmt.render(response, request_id)
+    return json_response(body, headers=notice_headers(answer.decision))
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body as JSON; 413 above `limit` bytes, 400 for anything that is not JSON."""
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPProblem(too_large(limit))
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise HTTPProblem(too_large(limit)) from None
+    if not body.strip():
+        raise RequestError("the request body is empty; expected a JSON object")
+    try:
+        return msgspec.json.decode(body)
+    except UnicodeDecodeError:
+        raise RequestError("the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise RequestError("the request body is nested too deeply") from None
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+
+
+def _prepared(chat: ChatRequest, request: web.Request, request_id: str) -> ChatRequest:
+    """The parsed request with the gateway's request id and an explicit task header."""
+    metadata = {**chat.metadata, "request_id": request_id}
+    task = request.headers.get(TASK_HEADER) or chat.task
+    return replace(chat, metadata=metadata, task=task)
+
+
+def with_notice(response: ChatResponse, decision: Decision) -> ChatResponse:
+    """The answer with the inline fallback notice appended (not to tool calls)."""
+    text = inline_notice(decision)
+    if text is None or response.tool_calls:
+        return response
+    return replace(response, content=(*response.content, TextPart(text)))
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+async def _stream(
+    request: web.Request, gateway: Gateway, fmt: Format, chat: ChatRequest, data: Any
+) -> web.StreamResponse:
+    routed = gateway.router.stream(chat)
+    chunks = aiter(routed)
+    try:
+        first = await anext(chunks, None)  # failover happens here; errors become JSON answers
+        if first is None or routed.decision is None or routed.target is None:
+            raise StellwerkError("the stream ended before any answer")
+        headers = notice_headers(routed.decision, routed.target, streaming=True)
+        response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+        await response.prepare(request)
+        writer = fmt.writer(routed.target, REQUEST_ID.get(), chat, data)
+        try:
+            await _relay(response, writer, first, chunks, routed.decision, gateway)
+        except ConnectionResetError:
+            _hung_up(routed)
+        return response
+    except asyncio.CancelledError:  # the client went away while the handler waited
+        _hung_up(routed)
+        raise
+    finally:
+        await routed.aclose()
+
+
+async def _relay(
+    response: web.StreamResponse,
+    writer: StreamWriter,
+    first: Chunk,
+    chunks: AsyncIterator[Chunk],
+    decision: Decision,
+    gateway: Gateway,
+) -> None:
+    """Write every chunk; a failure after the first one ends the stream with an error event."""
+    await response.write(writer.start())
+    chunk: Chunk | None = first
+    tools = False
+    try:
+        while chunk is not None:
+            tools = tools or isinstance(chunk, ToolCallStart)
+            if isinstance(chunk, StreamEnd) and gateway.inline_notice and not tools:
+                if text := inline_notice(decision):
+                    await response.write(writer.chunk(TextDelta(text)))
+            await response.write(writer.chunk(chunk))
+            chunk = await anext(chunks, None)
+    except ConnectionResetError:
+        raise
+    except Exception as exc:
+        problem = problem_for(exc, decision.request_id).redacted(gateway.secrets())
+        await response.write(writer.error(problem))
+    await response.write_eof()
+
+
+def _hung_up(routed: RoutedStream) -> None:
+    """Name the reason in the decision before the stream is closed under it."""
+    decision = routed.decision
+    if decision is not None and decision.finished is None and decision.error is None:
+        decision.error = "client disconnected"

@@ -1,0 +1,111 @@
+"""What every handler of one gateway app shares: the `Gateway` object under `GATEWAY`.
+
+It holds the router, the metrics, the client keys and the settings that follow a config reload,
+and it is the router's decision sink: each decision is counted once and handed back to the
+request that is waiting for it, so even an error answer carries the notice headers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..decision import Decision
+from ..policy import Policy
+from ..router import Router
+from .metrics import Metrics
+
+log = logging.getLogger("stellwerk.server")
+
+
+class Gateway:
+    """What every handler of one app shares: the router, the metrics and the client settings.
+
+    `api_keys` and `inline_notice` left as None follow the router's policy, also after a reload.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        api_keys: Iterable[str] | None = None,
+        max_body: int | None = None,
+        inline_notice: bool | None = None,
+    ) -> None:
+        self.router = router
+        self.metrics = Metrics()
+        self._api_keys = None if api_keys is None else tuple(k for k in api_keys if k)
+        self._inline_notice = inline_notice
+        self.max_body = max_body or router.policy.gateway.max_body
+        self.decisions: dict[str, Decision | None] = {}  # request id -> its decision, in flight
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        if self._api_keys is not None:
+            return self._api_keys
+        return tuple(s.reveal() for s in self.router.policy.gateway.api_keys)
+
+    @property
+    def inline_notice(self) -> bool:
+        if self._inline_notice is not None:
+            return self._inline_notice
+        return self.router.policy.gateway.inline_notice
+
+    def authorized(self, request: web.Request) -> bool:
+        """Whether the request carries a valid client key (always, when none is configured)."""
+        keys = self.api_keys
+        if not keys:
+            return True
+        given = [_bearer(request.headers.get("authorization", ""))]
+        given.append(request.headers.get("x-api-key", ""))
+        found = False
+        for candidate in (g.encode() for g in given if g):
+            for key in keys:
+                found |= hmac.compare_digest(candidate, key.encode())
+        return found
+
+    def secrets(self) -> list[str]:
+        """Every secret value this gateway knows, to be masked in anything it sends out."""
+        providers = self.router.policy.providers.values()
+        upstream = [c.secret.reveal() for p in providers for c in p.credentials]
+        return [*upstream, *self.api_keys]
+
+    async def capture(self, decision: Decision) -> None:
+        """Decision sink: metrics, and the decision for the request still waiting for it."""
+        self.metrics.observe(decision)
+        if decision.request_id in self.decisions:
+            self.decisions[decision.request_id] = decision
+
+    def reload(self, policy: Policy) -> None:
+        """Swap in a new policy for new requests; what needs a restart is logged."""
+        old = self.router.policy
+        self.router.swap_policy(policy)
+        if policy.state != old.state:
+            log.warning("config reload: state changes take effect after a restart")
+        if (policy.gateway.host, policy.gateway.port) != (old.gateway.host, old.gateway.port):
+            log.warning("config reload: gateway.host and gateway.port need a restart")
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+REQUEST_ID: ContextVar[str] = ContextVar("stellwerk_request_id", default="")
+"""The id of the request being served (set by the middleware, read by handlers and logs)."""
+
+
+def json_response(body: Any, *, status: int = 200, headers: Any = None) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

@@ -1,0 +1,140 @@
+"""Prometheus metrics of one gateway, fed by the router's decisions.
+
+Every request ends in exactly one decision (also on failure and on a client that hung up), so
+the metrics are taken from the decision sink instead of from the handlers: nothing is counted
+twice and nothing is missed. Each app has its own `CollectorRegistry`, so tests (and two apps in
+one process) never share counters. Labels hold task classes, target ids and failure classes only:
+bounded by the config, and never a key or a prompt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..failures import FailureClass
+
+if TYPE_CHECKING:
+    from ..decision import Decision
+    from ..state.base import Snapshot
+
+CANCELLED = frozenset({"cancelled (client disconnected)"})  # router._error_text
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """The gateway's counters, histograms and gauges, and their text exposition."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "stellwerk_requests",
+            "Routed requests by task class, answering target and outcome",
+            ["task", "target", "outcome"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "stellwerk_attempts",
+            "Attempts by target and failure class (ok: answered)",
+            ["target", "failure"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "stellwerk_fallbacks",
+            "Moves to the next target, by the failure class that caused them",
+            ["failure"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "stellwerk_request_duration_seconds",
+            "Time from routing start to the recorded decision",
+            ["task"],
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.upstream = Histogram(
+            "stellwerk_upstream_duration_seconds",
+            "Duration of one attempt at one target",
+            ["target"],
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "stellwerk_tokens",
+            "Tokens by answering target and direction (input, output)",
+            ["target", "direction"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "stellwerk_cost_usd", "Cost in US dollars by target", ["target"], registry=registry
+        )
+        self.cooldowns = Gauge(
+            "stellwerk_cooldowns_active",
+            "Active cooldowns by failure class",
+            ["reason"],
+            registry=registry,
+        )
+        self.emergency = Gauge(
+            "stellwerk_emergency_mode", "1 while local-only emergency mode is on", registry=registry
+        )
+        self.responses = Counter(
+            "stellwerk_http_responses",
+            "HTTP responses by endpoint and status",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+
+    def observe(self, decision: Decision) -> None:
+        """Count one finished request from its decision."""
+        task, target = decision.task, decision.answered_by or "none"
+        self.requests.labels(task, target, outcome(decision)).inc()
+        for attempt in decision.attempts:
+            self.attempts.labels(attempt.target, attempt.failure or "ok").inc()
+            self.upstream.labels(attempt.target).observe(attempt.latency_ms / 1000)
+        for failure in fallback_failures(decision):
+            self.fallbacks.labels(failure).inc()
+        if decision.finished is not None:
+            self.duration.labels(task).observe(max(decision.finished - decision.started, 0.0))
+        if decision.answered_by is not None or decision.usage.total_tokens:
+            self.tokens.labels(target, "input").inc(decision.usage.input_tokens)
+            self.tokens.labels(target, "output").inc(decision.usage.output_tokens)
+            self.cost.labels(target).inc(decision.cost_micros / 1_000_000)
+
+    def response(self, endpoint: str, status: int) -> None:
+        self.responses.labels(endpoint, str(status)).inc()
+
+    def render(self, snapshot: Snapshot) -> bytes:
+        """The text exposition, with the state gauges read from `snapshot`."""
+        from prometheus_client import generate_latest
+
+        counts = dict.fromkeys((f.value for f in FailureClass), 0)
+        for cooldown in snapshot.cooldowns.values():
+            if cooldown.active(snapshot.now):
+                counts[cooldown.reason.value] = counts.get(cooldown.reason.value, 0) + 1
+        for reason, count in counts.items():
+            self.cooldowns.labels(reason).set(count)
+        self.emergency.set(1 if snapshot.emergency else 0)
+        return bytes(generate_latest(self.registry))
+
+
+def outcome(decision: Decision) -> str:
+    """ok (first target of the chain answered), fallback, cancelled or error."""
+    if decision.answered_by is not None:
+        chain = decision.route.chain
+        return "ok" if chain and chain[0] == decision.answered_by else "fallback"
+    return "cancelled" if decision.error in CANCELLED else "error"
+
+
+def fallback_failures(decision: Decision) -> list[str]:
+    """The failure class of every failed attempt the router moved on from."""
+    failed = [a.failure or "failed" for a in decision.attempts if not a.ok]
+    if decision.answered_by is None and failed:
+        failed.pop()  # the last failure ended the request: nothing came after it
+    return failed
+
+
+def content_type() -> str:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return str(CONTENT_TYPE_LATEST)

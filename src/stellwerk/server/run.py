@@ -1,0 +1,198 @@
+"""`stellwerk serve`: run the gateway until a signal says stop, reload the config on SIGHUP.
+
+Shutdown is graceful: SIGTERM or SIGINT stop accepting connections, let requests in flight finish
+(at most `SHUTDOWN_TIMEOUT` seconds) and then close the router, which flushes the state store.
+SIGHUP (or `stellwerk config reload`, which sends it) re-reads the config file; a file that does
+not validate is logged with its key path and the running config stays. `--port 0` binds a free
+port and `--ready-file` receives the URL once the gateway listens, so tests never race for ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from ..config import load_policy
+from ..errors import ConfigError, StellwerkError
+from ..router import Router
+from ..state import default_state_path
+from .app import create_app
+from .errors import redact
+from .gateway import GATEWAY, Gateway
+
+log = logging.getLogger("stellwerk.server")
+API_KEYS_ENV = "STELLWERK_API_KEYS"
+SHUTDOWN_TIMEOUT = 10.0
+PID_FILE = "gateway.pid"
+
+
+def client_keys(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """Client keys from `$STELLWERK_API_KEYS` (comma-separated); None: follow the config."""
+    raw = env.get(API_KEYS_ENV)
+    if raw is None:
+        return None
+    return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+
+def default_pid_file(env: Mapping[str, str] | None = None) -> Path:
+    """Next to the state database: `$STELLWERK_STATE_DIR/gateway.pid` or the XDG state dir."""
+    return default_state_path(env).parent / PID_FILE
+
+
+async def serve(
+    config_path: str | os.PathLike[str] | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ready_file: Path | None = None,
+    pid_file: Path | None = None,
+    echo: Callable[[str], object] = print,
+) -> None:
+    """Run the gateway until SIGTERM or SIGINT."""
+    router = Router.from_config(config_path)
+    app = create_app(router, api_keys=client_keys(os.environ))
+    gateway = app[GATEWAY]
+    _log_redacted(gateway)
+    runner = web.AppRunner(
+        app, handle_signals=False, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    pid_path = pid_file or default_pid_file()
+    with _Signals(lambda: reload_config(gateway, config_path)) as signals:
+        await runner.setup()
+        try:
+            url = await _listen(runner, host or router.policy.gateway.host, port, router)
+            echo(f"stellwerk gateway listening on {url} (config: {router.policy.source})")
+            _write_atomic(pid_path, f"{os.getpid()}\n")
+            if ready_file is not None:
+                _write_atomic(ready_file, url + "\n")
+            await signals.stop.wait()
+            log.info(
+                "shutting down: finishing requests in flight (at most %.0fs)", SHUTDOWN_TIMEOUT
+            )
+        finally:
+            await runner.cleanup()
+            await router.aclose()
+            _remove_pid(pid_path)
+            if ready_file is not None:
+                ready_file.unlink(missing_ok=True)
+    log.info("stopped")
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int | None, router: Router) -> str:
+    port = router.policy.gateway.port if port is None else port
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise StellwerkError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return f"http://{shown}:{bound_port}"
+
+
+class _Signals:
+    """SIGTERM and SIGINT set `stop` (repeats while shutting down change nothing); SIGHUP
+    calls `on_reload`. Installed for the whole life of the gateway, shutdown included."""
+
+    def __init__(self, on_reload: Callable[[], object]) -> None:
+        self.stop = asyncio.Event()
+        self._handlers: dict[signal.Signals, Callable[[], object]] = {
+            signal.SIGTERM: self.stop.set,
+            signal.SIGINT: self.stop.set,
+        }
+        if hasattr(signal, "SIGHUP"):
+            self._handlers[signal.SIGHUP] = on_reload
+
+    def __enter__(self) -> _Signals:
+        loop = asyncio.get_running_loop()
+        for sig, handler in self._handlers.items():
+            try:
+                loop.add_signal_handler(sig, handler)
+            except NotImplementedError:  # Windows: plain handlers, run on the loop's thread
+                signal.signal(sig, lambda *_, h=handler: loop.call_soon_threadsafe(h))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._handlers:
+            try:
+                loop.remove_signal_handler(sig)
+            except NotImplementedError:
+                signal.signal(sig, signal.SIG_DFL)
+
+
+def reload_config(gateway: Gateway, config_path: str | os.PathLike[str] | None) -> bool:
+    """Validate the config file again and swap it in; keep the running one if it is invalid."""
+    try:
+        policy = load_policy(config_path)
+    except ConfigError as exc:
+        log.error("config reload rejected, the running config stays: %s", exc)
+        return False
+    except Exception as exc:  # an unreadable file must not take the gateway down
+        log.error("config reload failed, the running config stays: %s", exc)
+        return False
+    gateway.reload(policy)
+    log.info("config reloaded from %s", policy.source)
+    return True
+
+
+def signal_reload(pid_file: Path) -> int:
+    """Send SIGHUP to the gateway whose pid is in `pid_file`; its pid. StellwerkError if none."""
+    if not hasattr(signal, "SIGHUP"):
+        raise StellwerkError("config reload needs SIGHUP, which this platform does not have")
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise StellwerkError(f"no running gateway found via {pid_file}: {exc}") from None
+    return pid
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, "utf-8")
+    os.replace(tmp, path)
+
+
+def _remove_pid(path: Path) -> None:
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except OSError:
+        pass
+
+
+# -- logging ---------------------------------------------------------------------------------
+
+
+class _Redact(logging.Filter):
+    """Masks every secret the gateway knows in every log line, whoever wrote it."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__()
+        self.gateway = gateway
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        secrets = [s for s in self.gateway.secrets() if len(s) >= 8]
+        if any(s in message for s in secrets):
+            record.msg, record.args = redact(message, secrets), None
+        return True
+
+
+def _log_redacted(gateway: Gateway) -> None:
+    """Log to stderr at INFO, with secrets masked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Redact(gateway))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
