@@ -3,8 +3,9 @@
     .venv/bin/python bench/classify.py [PROMPTS.jsonl] [--repeat N]
 
 Prints the one-time cost of importing the classifier and loading its weights, then the median
-and p99 per prompt over the dev set (../shared/routing/dev.jsonl by default): for `classify`
-alone on a prepared request, and for building the request plus classifying it.
+and p99 over the prompts of the dev set (../shared/routing/dev.jsonl by default) of the time per
+prompt (each prompt's median of --repeat runs): for `classify` alone on a prepared request, and
+for building the request plus classifying it.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def timed(calls: Sequence[Callable[[], object]], repeat: int) -> list[float]:
-    """Microseconds per call, every call `repeat` times."""
-    samples = []
+    """Microseconds per call: for every call the median of `repeat` runs, which keeps a busy
+    machine's scheduling hiccups out of the per-prompt figure."""
+    runs: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
-        for call in calls:
+        for samples, call in zip(runs, calls, strict=True):
             start = time.perf_counter_ns()
             call()
             samples.append((time.perf_counter_ns() - start) / 1000)
-    return samples
+    return [statistics.median(samples) for samples in runs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,17 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     from stellwerk.classify import _model, classify
+
+    imported = time.perf_counter()
     from stellwerk.config import policy_from_dict
     from stellwerk.types import ChatRequest
 
-    imported = time.perf_counter()
     policy = policy_from_dict({})
     configured = time.perf_counter()
     first = classify(ChatRequest.of(prompts[0]), policy)
     loaded = time.perf_counter()
     assert _model() is not None, "no weights shipped: src/stellwerk/data/classifier.json"
-    print(f"import stellwerk.classify    {1000 * (imported - start):8.1f} ms")
-    print(f"first classify (load weights) {1000 * (loaded - configured):6.1f} ms  ({first.task})")
+    print(f"import stellwerk.classify       {1000 * (imported - start):6.1f} ms")
+    print(f"first classify (loads weights)  {1000 * (loaded - configured):6.1f} ms  ({first.task})")
 
     requests = [ChatRequest.of(p) for p in prompts]
 

@@ -92,9 +92,10 @@ def _class_named(name: str, written: str) -> TaskClass:
 
 
 def _explicit_class(request: ChatRequest) -> tuple[TaskClass, str] | None:
-    if request.task and request.task.strip():
-        name = request.task.strip().lower().removeprefix("auto:")
-        return _class_named(name, request.task), f"task header {request.task.strip()}"
+    header = (request.task or "").strip().lower()
+    if header and header != "auto":  # `auto` in the header asks for classification
+        task = _class_named(header.removeprefix("auto:"), header)
+        return task, f"task header {header}"
     model = request.model.strip().lower()
     if model.startswith("auto:"):
         return _class_named(model[5:], request.model), model
@@ -184,12 +185,15 @@ def _scores(
 ) -> tuple[dict[TaskClass, float], dict[TaskClass, list[str]]]:
     """Model scores plus the weight of every rule that fired, and what spoke for each class.
 
-    A certain heartbeat skips the model and the built-in rules: heartbeats are the most frequent
-    requests of an idle agent, and often long.
+    Only heartbeat signals (built-in, or the user's rules for `heartbeat`) make a heartbeat, and
+    a certain one skips the model and the built-in rules: heartbeats are the most frequent
+    requests of an idle agent, often long, and get a minimal context, so a real task taken for
+    one would lose its history.
     """
     logits = dict.fromkeys(TEXT_CLASSES, 0.0)
     why: dict[TaskClass, list[str]] = {t: [] for t in TEXT_CLASSES}
-    fired = _heartbeat(text, request, user_text)
+    user = _user_rules(text, request, policy)
+    fired = _heartbeat(text, request, user_text, [r for r in user if r[0] is TaskClass.HEARTBEAT])
     if not fired or fired[0][1] < _DECISIVE:
         read = _read(text)
         model = _model_logits(read)
@@ -197,11 +201,10 @@ def _scores(
             logits.update(model)
             for task, p in _softmax(model).items():
                 why[task].append(f"model {p:.2f}")
-        rules = [(t, w, name) for t, w, name, test in _rules() if test(read)]
-        if not rules and _SHORT_QUESTION.search(read.low):
-            rules.append((TaskClass.SIMPLE, 1.25, "short question"))
-        fired.extend(rules)
-    fired.extend(_user_rules(text, request, policy))
+        fired.extend(_builtin(read))
+    if not fired or fired[0][0] is not TaskClass.HEARTBEAT:
+        logits[TaskClass.HEARTBEAT] -= _DECISIVE  # no heartbeat signal: the model cannot say so
+    fired.extend(r for r in user if r[0] is not TaskClass.HEARTBEAT)
     for task, weight, name in reversed(fired):
         logits[task] = logits.get(task, 0.0) + weight
         why.setdefault(task, []).insert(0, name)
@@ -209,16 +212,27 @@ def _scores(
 
 
 def _heartbeat(
-    text: str, request: ChatRequest, user_text: str
+    text: str, request: ChatRequest, user_text: str, user_rules: list[tuple[TaskClass, float, str]]
 ) -> list[tuple[TaskClass, float, str]]:
+    """The heartbeat evidence as one signal: 3 or more (built-in plus the user's) is certain."""
     evidence, names = _heartbeat_evidence(_bounded(text, HEAD_CHARS, TAIL_CHARS))
     system = _system_heartbeat(request, user_text)
     if system > evidence:
         evidence, names = system, ["in the system prompt"]
-    if not evidence:
+    evidence += sum(weight for _, weight, _ in user_rules)
+    names += [name for _, _, name in user_rules]
+    if evidence <= 0:
         return []
     weight = _DECISIVE if evidence >= 3 else evidence
     return [(TaskClass.HEARTBEAT, weight, f"heartbeat prompt ({', '.join(names)})")]
+
+
+def _builtin(read: _Text) -> list[tuple[TaskClass, float, str]]:
+    """The built-in rules that fire; a short question no rule claims is most likely a lookup."""
+    fired = [(task, weight, name) for task, weight, name, test in _rules() if test(read)]
+    if not fired and _SHORT_QUESTION.search(read.low):
+        fired.append((TaskClass.SIMPLE, 1.25, "short question"))
+    return fired
 
 
 def _user_rules(
@@ -419,7 +433,6 @@ _GENRE = (
     r"fiction|plot|itinerary|joke|riddle|ascii art|description|review|summary|recipe|toast|"
     r"eulogy|ode|ballad|rap|chapter|scene|act)"
 )
-# a short question that no rule claims is most likely a lookup
 _SHORT_QUESTION = re.compile(
     r"\A\s*(?:who|when|where|which|what|why|how|is|are|does|do|did|can|was|were)\b"
     r"[^\n]{0,150}\??\s*\Z"

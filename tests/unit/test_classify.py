@@ -211,6 +211,21 @@ def test_agent_system_prompt_that_explains_heartbeats_is_no_heartbeat(policy: Po
     assert classify(request, policy).task is TaskClass.CODE
 
 
+def test_no_heartbeat_without_a_heartbeat_signal(policy: Policy) -> None:
+    prompt = "System: [2026-03-05 09:10:02 CET] Exec completed (a1b2c3d4, code 0) :: done."
+    result = ask(policy, prompt)
+    assert result.task is not TaskClass.HEARTBEAT
+    assert result.scores["heartbeat"] < 0.01
+
+
+def test_user_rule_can_mark_a_custom_heartbeat(policy: Policy) -> None:
+    rules = [{"task": "heartbeat", "pattern": r"^\[cron:inbox\]", "weight": 3}]
+    custom = policy_from_dict({"classifier": {"rules": rules}})
+    prompt = "[cron:inbox] Go through the inbox and tidy it up."
+    assert ask(policy, prompt).task is not TaskClass.HEARTBEAT
+    assert ask(custom, prompt).task is TaskClass.HEARTBEAT
+
+
 def test_a_question_about_the_heartbeat_file_is_no_heartbeat(policy: Policy) -> None:
     result = ask(policy, "Add a check for expiring TLS certificates to my HEARTBEAT.md file.")
     assert result.task is not TaskClass.HEARTBEAT
@@ -300,6 +315,11 @@ def test_unknown_class_in_auto_raises(policy: Policy, model: str) -> None:
 def test_unknown_class_suggests_the_closest(policy: Policy) -> None:
     with pytest.raises(UnknownModelError, match=r"did you mean auto:code\?"):
         ask(policy, "hello", model="auto:cod")
+
+
+def test_auto_in_the_task_header_classifies(policy: Policy) -> None:
+    request = ChatRequest(messages=(Message.of("user", "Write a haiku about rain."),), task="auto")
+    assert classify(request, policy).source == "classifier"
 
 
 def test_unknown_class_in_the_task_header_raises(policy: Policy) -> None:
