@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -29,10 +30,7 @@ async def run_chat(
 ) -> int:
     """Answer one prompt; print the answer, then the model that answered and why. Exit code."""
     request = ChatRequest.of(prompt, system=system, model=model)
-    if max_tokens:
-        from dataclasses import replace
-
-        request = replace(request, max_tokens=max_tokens)
+    request = replace(request, max_tokens=max_tokens or None, metadata={"client": "cli"})
     async with Router.from_config(config_path) as router:
         try:
             if stream:

@@ -277,29 +277,36 @@ def probe(config_path: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the pid for `config reload` (default: next to the state database).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port (SO_REUSEPORT); about one per core.",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True)  # set on each of `--workers N`
 @config_option
 def serve(
     host: str | None,
     port: int | None,
     ready_file: Path | None,
     pid_file: Path | None,
+    workers: int,
+    reuse_port: bool,
     config_path: Path | None,
 ) -> None:
     """Run the HTTP gateway: OpenAI- and Anthropic-compatible endpoints on one port."""
-    import asyncio
-
+    from .server.run import run_loop
     from .server.run import serve as run_gateway
 
-    asyncio.run(
-        run_gateway(
-            config_path,
-            host=host,
-            port=port,
-            ready_file=ready_file,
-            pid_file=pid_file,
-            echo=lambda line: click.echo(line),
-        )
-    )
+    options: dict[str, Any] = dict(host=host, port=port, ready_file=ready_file, pid_file=pid_file)
+    echo = lambda line: click.echo(line)  # noqa: E731
+    if workers > 1:
+        from .server.workers import serve_workers
+
+        serve_workers(workers, config_path, echo=echo, **options)
+        return
+    run_loop(run_gateway(config_path, echo=echo, reuse_port=reuse_port, **options))
 
 
 @config.command("reload")
@@ -317,3 +324,89 @@ def config_reload(pid_file: Path | None, config_path: Path | None) -> None:
     policy = load_policy(config_path)
     pid = signal_reload(pid_file or default_pid_file())
     click.echo(f"{policy.source}: ok; asked the gateway (pid {pid}) to reload it")
+
+
+# -- budget ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
+def budget(as_json: bool, config_path: Path | None) -> None:
+    """Show every budget with its use, limit, percentage and when its window resets."""
+    import asyncio
+
+    from .budget import render_budgets
+    from .spend import read_budgets
+
+    rows = asyncio.run(read_budgets(config_path))
+    click.echo(json.dumps(rows, indent=2) if as_json else render_budgets(rows))
+
+
+# -- stats, log (the ledger) -----------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--since", default="24h", show_default=True, help="24h, 7d, 90m, or a date (2026-11-01)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (money in micro-dollars).")
+@config_option
+def stats(since: str, as_json: bool, config_path: Path | None) -> None:
+    """Requests, tokens and cost per class, model and provider; fallbacks; savings."""
+    import asyncio
+
+    from .stats import read_stats, render_stats, stats_json
+
+    try:
+        report, tz = asyncio.run(read_stats(config_path, since))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    click.echo(json.dumps(stats_json(report), indent=2) if as_json else render_stats(report, tz))
+
+
+@main.command()
+@click.option("--tail", "count", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new decisions as they come.")
+@config_option
+def log(count: int, follow: bool, config_path: Path | None) -> None:
+    """Recent decisions from the ledger, one line each."""
+    import asyncio
+
+    from .tail import show_log
+
+    try:
+        asyncio.run(show_log(config_path, count, forever=follow, echo=click.echo))
+    except KeyboardInterrupt:
+        pass
+
+
+# -- check, emergency ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
+def check(as_json: bool, config_path: Path | None) -> None:
+    """Check keys (masked), that every provider answers, and Ollama's models; exit 1 if not."""
+    import asyncio
+
+    from .check import check_config, render, to_json_text
+
+    report = asyncio.run(check_config(config_path))
+    click.echo(to_json_text(report) if as_json else render(report))
+    sys.exit(0 if report.healthy else 1)
+
+
+@main.command()
+@click.argument("state", type=click.Choice(["on", "off"]))
+@config_option
+def emergency(state: str, config_path: Path | None) -> None:
+    """Switch local-only emergency mode on or off by hand (on by hand: off only by hand)."""
+    import asyncio
+
+    from .emergency import switch_by_hand
+
+    changed = asyncio.run(switch_by_hand(config_path, state == "on"))
+    what = "on: local models only" if state == "on" else "off: normal routing"
+    click.echo(f"emergency mode {what}" + ("" if changed else " (it already was)"))

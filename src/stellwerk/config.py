@@ -31,7 +31,10 @@ from .policy import (
     ContextPolicy,
     CooldownPolicy,
     Credential,
+    EmergencyPolicy,
     GatewayPolicy,
+    HealthPolicy,
+    LedgerPolicy,
     ModelSpec,
     Policy,
     ProviderSpec,
@@ -40,6 +43,7 @@ from .policy import (
     Secret,
     StatePolicy,
     TaskPolicy,
+    masked_url,
 )
 from .types import TEXT_CLASSES, TaskClass, Tier
 
@@ -105,6 +109,15 @@ class _Probe(_Struct):
     billing: bool = False
 
 
+class _Emergency(_Struct):
+    rate_limits: int = 5
+    window: Number = "5m"
+
+
+class _Health(_Struct):
+    interval: Number = "10s"
+
+
 class _Cooldowns(_Struct):
     rate_limit: _RateLimit = msgspec.field(default_factory=_RateLimit)
     breaker: Number = 30
@@ -127,6 +140,7 @@ class _Budgets(_Struct):
     )
     at_limit: Literal["local-only", "block"] = "local-only"
     limits: list[_Limit] = []
+    webhook: str | None = None
 
 
 class _Rule(_Struct):
@@ -140,8 +154,11 @@ class _Classifier(_Struct):
 
 
 class _State(_Struct):
-    backend: Literal["sqlite", "memory"] = "sqlite"
+    backend: Literal["sqlite", "memory", "redis"] = "sqlite"
     path: str = ""
+    url: str = ""
+    prefix: str = "stellwerk:"
+    cache: Number = 0
 
 
 class _Gateway(_Struct):
@@ -152,6 +169,14 @@ class _Gateway(_Struct):
     inline_notice: bool = False
 
 
+class _Ledger(_Struct):
+    backend: Literal["sqlite", "memory", "postgres"] = "sqlite"
+    path: str = ""
+    url: str = ""
+    retention: Number = "90d"
+    store_content: bool = False
+
+
 class _Config(_Struct):
     version: Literal[1] = 1
     routing: _Routing = msgspec.field(default_factory=_Routing)
@@ -160,10 +185,13 @@ class _Config(_Struct):
     stack: list[str] = []
     tasks: dict[str, Any] = {}
     cooldowns: _Cooldowns = msgspec.field(default_factory=_Cooldowns)
+    emergency: _Emergency = msgspec.field(default_factory=_Emergency)
+    health: _Health = msgspec.field(default_factory=_Health)
     budgets: _Budgets = msgspec.field(default_factory=_Budgets)
     classifier: _Classifier = msgspec.field(default_factory=_Classifier)
     state: _State = msgspec.field(default_factory=_State)
     gateway: _Gateway = msgspec.field(default_factory=_Gateway)
+    ledger: _Ledger = msgspec.field(default_factory=_Ledger)
 
 
 # -- public entry points ---------------------------------------------------------------------
@@ -220,6 +248,9 @@ def raw_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         provider["keys"] = [c.masked for c in spec.credentials]
     if "gateway" in merged:
         merged["gateway"]["api_keys"] = [k.masked() for k in policy.gateway.api_keys]
+    for section in ("state", "ledger"):  # server URLs may carry a password
+        if merged.get(section, {}).get("url"):
+            merged[section]["url"] = masked_url(str(merged[section]["url"]))
     return dict(merged)
 
 
@@ -358,10 +389,13 @@ def _build(raw: _Config, source: str) -> Policy:
         tasks=tasks,
         routing=_routing(raw.routing),
         cooldowns=_cooldowns(raw.cooldowns),
+        emergency=_emergency(raw.emergency),
+        health=HealthPolicy(parse_duration(raw.health.interval, "health.interval")),
         budgets=_budgets(raw.budgets, resolve, providers),
         rules=_rules(raw.classifier.rules),
-        state=StatePolicy(raw.state.backend, os.path.expanduser(raw.state.path)),
+        state=_state(raw.state),
         gateway=_gateway(raw.gateway),
+        ledger=_ledger(raw.ledger),
         source=source,
         aliases=aliases,
     )
@@ -510,6 +544,15 @@ def _cooldowns(raw: _Cooldowns) -> CooldownPolicy:
     )
 
 
+def _emergency(raw: _Emergency) -> EmergencyPolicy:
+    if raw.rate_limits < 0:
+        raise ConfigError("emergency.rate_limits", "expected a count, 0 or more (0: never)")
+    window = parse_duration(raw.window, "emergency.window")
+    if raw.rate_limits and window <= 0:
+        raise ConfigError("emergency.window", "must be longer than 0s")
+    return EmergencyPolicy(rate_limits=raw.rate_limits, window=window)
+
+
 def _budgets(raw: _Budgets, resolve: Any, providers: Mapping[str, ProviderSpec]) -> BudgetPolicy:
     _check_timezone(raw.timezone)
     warn = parse_fraction(raw.warn_at, "budgets.warn_at")
@@ -526,7 +569,16 @@ def _budgets(raw: _Budgets, resolve: Any, providers: Mapping[str, ProviderSpec])
         downgrade_tiers=frozenset(Tier(t) for t in raw.downgrade_tiers),
         at_limit=raw.at_limit,
         limits=limits,
+        webhook=_webhook(raw.webhook),
     )
+
+
+def _webhook(url: str | None) -> str | None:
+    if not url or not url.strip():
+        return None
+    if not re.match(r"^https?://[^/\s]+", url.strip()):
+        raise ConfigError("budgets.webhook", f"expected an http(s) URL, got {url!r}")
+    return url.strip()
 
 
 def _check_timezone(name: str) -> None:
@@ -601,4 +653,35 @@ def _gateway(raw: _Gateway) -> GatewayPolicy:
         api_keys=keys,
         max_body=parse_size(raw.max_body, "gateway.max_body"),
         inline_notice=raw.inline_notice,
+    )
+
+
+def _state(raw: _State) -> StatePolicy:
+    url = raw.url.strip()
+    if url and not re.match(r"^(redis|rediss|unix)://", url):
+        expected = "expected a redis://, rediss:// or unix:// URL"
+        raise ConfigError("state.url", f"{expected}, got {masked_url(url)!r}")
+    if raw.backend == "redis" and not url:
+        raise ConfigError("state.url", "backend redis needs a URL: redis://host:6379/0")
+    return StatePolicy(
+        backend=raw.backend,
+        path=os.path.expanduser(raw.path),
+        url=url,
+        prefix=raw.prefix,
+        cache=parse_duration(raw.cache, "state.cache"),
+    )
+
+
+def _ledger(raw: _Ledger) -> LedgerPolicy:
+    url = raw.url.strip()
+    if url and not re.match(r"^postgres(ql)?://", url):
+        raise ConfigError("ledger.url", f"expected a postgresql:// URL, got {masked_url(url)!r}")
+    if raw.backend == "postgres" and not url:
+        raise ConfigError("ledger.url", "backend postgres needs a URL: postgresql://host/db")
+    return LedgerPolicy(
+        backend=raw.backend,
+        path=os.path.expanduser(raw.path),
+        url=url,
+        retention=parse_duration(raw.retention, "ledger.retention"),
+        store_content=raw.store_content,
     )

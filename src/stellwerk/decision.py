@@ -54,8 +54,14 @@ class Decision:
     usage: Usage = field(default_factory=Usage)
     cost_micros: int = 0
     notices: list[str] = field(default_factory=list)
+    emergency: str = ""  # on | retry (the cloud tried again) | left (and it answered); emergency.py
+    budget_notice: str | None = None  # a budget threshold first crossed here: `warn 83% daily`
     error: str | None = None
     finished: float | None = None
+    client: str = "library"  # openai | anthropic (the gateway's formats) | library | cli
+    partial: str | None = None  # target whose stream stopped after its first token (usage est.)
+    prompt: str | None = None  # the last user turn, kept only with `ledger.store_content`
+    answer: str | None = None  # the answer text, kept only with `ledger.store_content`
 
     @property
     def fallbacks(self) -> list[str]:
@@ -87,6 +93,7 @@ class Decision:
     def to_json(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
+            "client": self.client,
             "task": self.task,
             "confidence": round(self.confidence, 3),
             "reason": self.reason,
@@ -108,6 +115,7 @@ class Decision:
                 for a in self.attempts
             ],
             "answered_by": self.answered_by,
+            "partial": self.partial,
             "upstream_model": self.upstream_model,
             "usage": {
                 "input_tokens": self.usage.input_tokens,
@@ -116,5 +124,6 @@ class Decision:
             },
             "cost_micros": self.cost_micros,
             "notices": list(self.notices),
+            "budget_notice": self.budget_notice,
             "error": self.error,
         }

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
+from .budget import BudgetState, budget_states, exhausted_message, verdict
 from .policy import (
     ContextPolicy,
     Credential,
@@ -20,7 +22,7 @@ from .policy import (
     ProviderSpec,
     RoutingMode,
 )
-from .state.base import Snapshot, credential_key, model_key
+from .state.base import Snapshot, credential_key, health_key, model_key
 from .state.cooldown import describe
 from .types import TaskClass
 
@@ -66,6 +68,7 @@ class RoutePlan:
     why: str = ""  # how the chain was chosen
     shadow: tuple[str, ...] | None = None  # shadow mode: what auto routing would have tried
     context: ContextPolicy = ContextPolicy.FULL
+    blocked: str | None = None  # `budgets.at_limit: block` refused the request: why
 
     @property
     def target_ids(self) -> tuple[str, ...]:
@@ -95,16 +98,35 @@ def plan_route(
         shadow = policy.chain(classification.task)
     targets: list[Target] = []
     skipped: list[Skip] = []
+    budgets = budget_states(policy.budgets, snapshot.budgets, snapshot.now, tz)
+    blocked = False
     for model_id in chain:
         model = policy.models[model_id]
         reason, target = _admit(model, policy, snapshot, demand, task, context, tz)
+        if target is not None and budgets:
+            over = verdict(budgets, policy.budgets, model, target.provider, classification.task)
+            if over is not None:
+                reason, target, blocked = over.reason, None, blocked or over.block
         if target is None:
             skipped.append(Skip(model_id, reason))
         else:
             targets.append(target)
+    refused = _refused(budgets, policy, tz) if blocked and not targets else None
     return RoutePlan(
-        task, policy.routing.mode, chain, tuple(targets), tuple(skipped), why, shadow, context
+        task,
+        policy.routing.mode,
+        chain,
+        tuple(targets),
+        tuple(skipped),
+        why,
+        shadow,
+        context,
+        refused,
     )
+
+
+def _refused(budgets: list[BudgetState], policy: Policy, tz: tzinfo | None) -> str:
+    return exhausted_message(budgets, tz or ZoneInfo(policy.budgets.timezone))
 
 
 def _choose_chain(
@@ -155,6 +177,8 @@ def _admit(
         return "emergency mode: local only", None
     if not provider.available:
         return "no key", None
+    if snapshot.blocked(health_key(provider.name)):
+        return f"{provider.name} down (health check)", None
     if blocked := snapshot.blocked(model_key(model.id)):
         return describe(blocked, snapshot.now, tz), None
     if (reason := _too_small(model, demand, context)) is not None:

@@ -60,6 +60,15 @@ class Secret:
         return hash(self._value)
 
 
+def masked_url(url: str) -> str:
+    """A server URL (Redis, PostgreSQL) without its password, for logs, status and `config show`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     """One API key of a provider; `id` (`anthropic#1`) is what logs and state refer to."""
@@ -149,6 +158,21 @@ class CooldownPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EmergencyPolicy:
+    """When local-only emergency mode starts by itself (`emergency:`); see `emergency.py`."""
+
+    rate_limits: int = 5  # this many cloud rate limits within `window` (0: never by count)
+    window: float = 300.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """The gateway's health watch on local providers (`health:`); see `health.py`."""
+
+    interval: float = 10.0  # seconds between pings (0: no watch)
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetLimit:
     window: str  # daily | weekly
     scope: str = "all"  # all | provider:NAME | model:ID | task:CLASS
@@ -168,6 +192,7 @@ class BudgetPolicy:
     downgrade_tiers: frozenset[Tier] = frozenset({Tier.PREMIUM})
     at_limit: str = "local-only"
     limits: tuple[BudgetLimit, ...] = ()
+    webhook: str | None = None  # URL that gets a JSON POST when a threshold is first crossed
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +204,22 @@ class ClassifierRule:
 
 @dataclass(frozen=True, slots=True)
 class StatePolicy:
-    backend: str = "sqlite"
+    backend: str = "sqlite"  # sqlite | memory | redis
     path: str = ""
+    url: str = ""  # redis: redis://host:6379/0 (default: $STELLWERK_REDIS_URL)
+    prefix: str = "stellwerk:"  # redis: the prefix of every key
+    cache: float = 0.0  # redis: seconds a replica may reuse its last read (0: read every request)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPolicy:
+    """Where decisions are recorded and for how long (`ledger:`); see `ledger/`."""
+
+    backend: str = "sqlite"  # sqlite | memory | postgres
+    path: str = ""  # empty: ledger.db next to the state database
+    url: str = ""  # postgres: postgresql://user@host:5432/db
+    retention: float = 90 * 86400.0  # seconds; 0 keeps everything
+    store_content: bool = False  # also keep the last user turn and the answer text
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +243,13 @@ class Policy:
     tasks: Mapping[TaskClass, TaskPolicy]
     routing: RoutingPolicy = RoutingPolicy()
     cooldowns: CooldownPolicy = CooldownPolicy()
+    emergency: EmergencyPolicy = EmergencyPolicy()
+    health: HealthPolicy = HealthPolicy()
     budgets: BudgetPolicy = BudgetPolicy()
     rules: tuple[ClassifierRule, ...] = ()
     state: StatePolicy = StatePolicy()
     gateway: GatewayPolicy = GatewayPolicy()
+    ledger: LedgerPolicy = LedgerPolicy()
     source: str = "<built-in>"
     aliases: Mapping[str, str] = field(default_factory=dict)
 

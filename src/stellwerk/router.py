@@ -22,18 +22,29 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from .classify import classify
+from . import emergency
+from .classify import Classification, classify
 from .config import load_policy
 from .decision import Attempt, Decision, new_request_id
-from .errors import AllTargetsFailed, NoRouteAvailable, ProviderError
+from .errors import (
+    AllTargetsFailed,
+    BudgetExhausted,
+    NoRouteAvailable,
+    ProviderError,
+    StellwerkError,
+)
 from .failures import ACTIONS, FailureClass
-from .plan import Demand, RoutePlan, Skip, Target, plan_route
+from .fit import Fitting
+from .ledger import Ledger, open_ledger
+from .plan import Demand, RoutePlan, Skip, Target
 from .policy import ContextPolicy, Credential, Policy
+from .probe import ProbeTarget, due_probes
 from .providers import registry
 from .providers._http import new_session
 from .providers.base import Provider
+from .spend import Budgets
 from .state import StateStore, open_store
-from .state.base import credential_key, model_key
+from .state.base import Snapshot, credential_key, model_key
 from .state.cooldown import cooldown_keys, duration_rule, local_credential_id
 from .tokens import estimate_prompt, estimate_text
 from .types import (
@@ -42,6 +53,7 @@ from .types import (
     Chunk,
     ImagePart,
     StreamEnd,
+    TaskClass,
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
@@ -73,20 +85,25 @@ class Router:
         session: aiohttp.ClientSession | None = None,
         providers: Mapping[str, Provider] | None = None,
         sink: Sink | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
         self.clock = clock
-        self.sink = sink or _log_decision
+        self.ledger = ledger  # closed (flushed) by aclose()
+        self.sink = sink or (_ledger_sink(ledger) if ledger is not None else _log_decision)
         self._session = session
         self._owns_session = session is None
         self._providers: dict[str, Provider] = dict(providers or {})
         self.tz: tzinfo = ZoneInfo(policy.budgets.timezone)
+        self.budgets = Budgets(self)  # reserve and settle around every attempt
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: object) -> Router:
-        """A router for a config file (or the built-in default) and its configured state store."""
+        """A router for a config file (or the built-in default), its state store and ledger."""
         policy = load_policy(path)
+        if "ledger" not in kwargs:
+            kwargs["ledger"] = open_ledger(policy)
         return cls(policy, open_store(policy.state), **kwargs)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> Router:
@@ -96,6 +113,9 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.budgets.aclose()
+        if self.ledger is not None:
+            await self.ledger.close()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
@@ -108,19 +128,27 @@ class Router:
         decision, request = await self._begin(request)
         try:
             attempts = _Attempts(decision.route, decision)
+            fitting = Fitting(decision.route.context)
             for target, credential in attempts:
+                if (sent := _fit(fitting, request, target, decision)) is None:
+                    continue
                 provider = self._provider(target.provider.name)
                 t0 = time.perf_counter()
-                try:
-                    response = await provider.complete(request, target.model, credential)
-                except ProviderError as exc:
-                    await self._failed(exc, target, credential, decision, attempts, t0)
-                    continue
-                decision.attempts.append(
-                    Attempt(target.id, _cred_id(credential), None, 200, _ms(t0))
-                )
-                self._answered(decision, target, response.usage, response)
-                return Answer(replace(response, target=target.id), decision)
+                async with self.budgets.hold(decision, target, sent) as hold:
+                    try:
+                        response = await provider.complete(sent, target.model, credential)
+                    except ProviderError as exc:
+                        fitting.failed(exc.failure, target.model, request)
+                        await self._failed(exc, target, credential, decision, attempts, t0)
+                        continue
+                    decision.attempts.append(
+                        Attempt(target.id, _cred_id(credential), None, 200, _ms(t0))
+                    )
+                    self._answered(decision, target, response.usage, response)
+                    decision.notices.extend(fitting.notices(target.model))
+                    await hold.settle(decision.usage, decision.cost_micros)
+                    self._keep_answer(decision, response)
+                    return Answer(replace(response, target=target.id), decision)
             raise self._exhausted(decision)
         except BaseException as exc:
             decision.error = decision.error or _error_text(exc)
@@ -135,29 +163,43 @@ class Router:
     async def _stream(self, request: ChatRequest, holder: RoutedStream) -> AsyncIterator[Chunk]:
         decision, request = await self._begin(request)
         holder.decision = decision
+        out: _Output | None = None
         try:
             attempts = _Attempts(decision.route, decision)
+            fitting = Fitting(decision.route.context)
             for target, credential in attempts:
-                holder.target = target.id
-                out = _Output()
-                try:
-                    async with aclosing(self._open_stream(target, credential, request, out)) as up:
-                        async for chunk in up:
-                            if isinstance(chunk, StreamEnd):
-                                decision.attempts.append(
-                                    Attempt(target.id, _cred_id(credential), None, 200, _ms(out.t0))
-                                )
-                                self._answered(decision, target, chunk.usage, chunk)
-                            yield chunk
-                except ProviderError as exc:
-                    exc.after_first_token = exc.after_first_token or out.started
-                    if out.started:
-                        decision.usage = _estimated_usage(request, out)
-                    await self._failed(exc, target, credential, decision, attempts, out.t0)
+                if (sent := _fit(fitting, request, target, decision)) is None:
                     continue
+                holder.target = target.id
+                out = _Output(target, sent)
+                hold = self.budgets.hold(decision, target, sent, _partial(sent, out))
+                async with hold:
+                    try:
+                        async with aclosing(self._open_stream(target, credential, sent, out)) as up:
+                            async for chunk in up:
+                                if isinstance(chunk, StreamEnd):
+                                    decision.attempts.append(
+                                        Attempt(
+                                            target.id, _cred_id(credential), None, 200, _ms(out.t0)
+                                        )
+                                    )
+                                    self._answered(decision, target, chunk.usage, chunk)
+                                    decision.notices.extend(fitting.notices(target.model))
+                                    await hold.settle(decision.usage, decision.cost_micros)
+                                    self._keep_answer(decision, out)
+                                yield chunk
+                    except ProviderError as exc:
+                        exc.after_first_token = exc.after_first_token or out.started
+                        if out.started:
+                            self._charge_partial(decision, out)
+                        fitting.failed(exc.failure, target.model, request)
+                        await self._failed(exc, target, credential, decision, attempts, out.t0)
+                        continue
                 return
             raise self._exhausted(decision)
         except BaseException as exc:
+            if out is not None and out.started and decision.answered_by is None:
+                self._charge_partial(decision, out)  # the client hung up mid-stream
             decision.error = decision.error or _error_text(exc)
             raise
         finally:
@@ -177,10 +219,11 @@ class Router:
     async def _begin(self, request: ChatRequest) -> tuple[Decision, ChatRequest]:
         found = classify(request, self.policy)
         snapshot = await self.store.snapshot(self.clock())
-        route = plan_route(found, self.policy, snapshot, _demand(request), self.tz)
-        if route.context is ContextPolicy.MINIMAL:
+        routed = await self._route(found, snapshot, request)
+        if _minimal(routed, found.task, self.policy):
             request = minimal_context(request)
-            route = plan_route(found, self.policy, snapshot, _demand(request), self.tz)
+            routed = await self._route(found, snapshot, request)
+        route = routed.route
         decision = Decision(
             request_id=request.metadata.get("request_id") or new_request_id(),
             task=str(found.task),
@@ -189,13 +232,27 @@ class Router:
             source=found.source,
             route=route,
             started=self.clock(),
+            client=request.metadata.get("client") or "library",
         )
+        if self.policy.ledger.store_content:
+            decision.prompt = request.last_user_text()
+        decision.emergency = routed.emergency
+        if routed.notice:
+            decision.notices.append(routed.notice)
         if not route.targets:
-            error = NoRouteAvailable([(s.target, s.reason) for s in route.skipped])
+            error: StellwerkError = NoRouteAvailable([(s.target, s.reason) for s in route.skipped])
+            if route.blocked:
+                error = BudgetExhausted(route.blocked)
             decision.error = str(error)
             await self._finish(decision)
             raise error
         return decision, request
+
+    async def _route(
+        self, found: Classification, snapshot: Snapshot, request: ChatRequest
+    ) -> emergency.Routed:
+        demand = _demand(request)
+        return await emergency.plan(found, self.policy, self.store, snapshot, demand, self.tz)
 
     async def _failed(
         self,
@@ -219,6 +276,9 @@ class Router:
         )
         keys = await self._cool(exc, target, credential)
         log.info("attempt failed: %s %s: %s", target.id, exc.failure.value, exc)
+        await emergency.count_rate_limit(
+            self.store, self.policy, exc.failure, target.provider, self.clock()
+        )
         if not exc.fallback:
             raise exc
         attempts.failed(exc, keys)
@@ -254,6 +314,20 @@ class Router:
         if decision.route.chain and target.id != decision.route.chain[0]:
             decision.notices.append(decision.summary)
 
+    def _charge_partial(self, decision: Decision, out: _Output) -> None:
+        """A stream that stopped after its first token was billed: estimate what it used."""
+        if decision.partial is not None:
+            return
+        decision.partial = out.target.id
+        decision.usage = _estimated_usage(out.request, out)
+        usage = decision.usage
+        decision.cost_micros = out.target.model.cost_micros(usage.input_tokens, usage.output_tokens)
+        self._keep_answer(decision, out)
+
+    def _keep_answer(self, decision: Decision, source: ChatResponse | _Output) -> None:
+        if self.policy.ledger.store_content:
+            decision.answer = source.text
+
     def _exhausted(self, decision: Decision) -> AllTargetsFailed:
         failed = [(a.target, a.failure or "ok", a.message) for a in decision.attempts if not a.ok]
         return AllTargetsFailed(failed)
@@ -262,6 +336,10 @@ class Router:
         if decision.finished is not None:
             return
         decision.finished = self.clock()
+        try:
+            await emergency.answered(self.store, self.policy, decision, self.clock(), self.tz)
+        except Exception:  # the answer stands even if the mode cannot be switched
+            log.exception("emergency mode: recording the answer failed")
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
@@ -292,25 +370,36 @@ class Router:
     # -- state commands ------------------------------------------------------------------------
 
     async def probe(self) -> list[tuple[str, str]]:
-        """Probe the cooled keys that are due (see `probe.py`); `(key, outcome)` for each."""
-        from .probe import due_probes
-
+        """Probe the cooled keys that are due (see `probe.py`) and, in automatic emergency mode,
+        the cloud once it is due (`emergency.retry_target`); `(key, outcome)` for each."""
         snapshot = await self.store.snapshot(self.clock())
-        results = []
-        for due in due_probes(snapshot, self.policy):
-            provider = self._provider(due.model.provider)
-            request = ChatRequest.of("ping", model=due.model.id)
-            try:
-                await provider.complete(replace(request, max_tokens=8), due.model, due.credential)
-            except ProviderError as exc:
-                target = Target(due.model, self.policy.providers[due.model.provider])
-                await self._cool(exc, target, due.credential)
-                results.append((due.key, exc.failure.value))
-                continue
-            await self.store.recover(due.key)
-            log.info("probe succeeded: %s is usable again", due.key)
-            results.append((due.key, "ok"))
+        due = due_probes(snapshot, self.policy)
+        if (retry := emergency.retry_target(self.policy, snapshot, self.tz)) is not None:
+            credential = retry.credentials[0] if retry.credentials else None
+            due.append(ProbeTarget(f"emergency:{retry.id}", retry.model, credential))
+        results = [(each.key, await self._ping(each)) for each in due]
+        reached = [
+            d.model.id for d, (_, outcome) in zip(due, results, strict=True) if outcome == "ok"
+        ]
+        cloud = [m for m in reached if not self.policy.provider_of(m).local]
+        if cloud and snapshot.emergency and not emergency.manual(snapshot):
+            reason = f"a probe reached the cloud ({cloud[0]})"
+            await emergency.switch(self.store, False, self.clock(), reason)
         return results
+
+    async def _ping(self, due: ProbeTarget) -> str:
+        """One one-token request; `ok` (and the key recovered) or the failure class."""
+        provider = self._provider(due.model.provider)
+        request = replace(ChatRequest.of("ping", model=due.model.id), max_tokens=8)
+        try:
+            await provider.complete(request, due.model, due.credential)
+        except ProviderError as exc:
+            target = Target(due.model, self.policy.providers[due.model.provider])
+            await self._cool(exc, target, due.credential)
+            return exc.failure.value
+        await self.store.recover(due.key)
+        log.info("probe succeeded: %s is usable again", due.key)
+        return "ok"
 
     async def reset(self, target: str = "") -> int:
         """Clear cooldowns: all, or those of a provider, credential or model."""
@@ -376,15 +465,24 @@ class _Attempts:
 class _Output:
     """What a stream attempt has passed on so far: whether it started, and how much."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Target, request: ChatRequest) -> None:
+        self.target = target
+        self.request = request  # as sent to the target
         self.t0 = time.perf_counter()
         self.started = False
         self.chars = 0
+        self.parts: list[str] = []  # the answer text passed on (references, not copies)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def note(self, chunk: Chunk) -> None:
         self.started = True
         if isinstance(chunk, TextDelta | ThinkingDelta):
             self.chars += len(chunk.text)
+            if isinstance(chunk, TextDelta):
+                self.parts.append(chunk.text)
         elif isinstance(chunk, ToolCallDelta):
             self.chars += len(chunk.arguments)
 
@@ -401,6 +499,24 @@ def minimal_context(request: ChatRequest) -> ChatRequest:
     return request
 
 
+def _minimal(routed: emergency.Routed, task: TaskClass, policy: Policy) -> bool:
+    """Minimal context for the route's class, and in emergency mode for a class that has it."""
+    if routed.route.context is ContextPolicy.MINIMAL:
+        return True
+    return routed.emergency == emergency.ON and policy.tasks[task].context is ContextPolicy.MINIMAL
+
+
+def _fit(
+    fitting: Fitting, request: ChatRequest, target: Target, decision: Decision
+) -> ChatRequest | None:
+    """The request as `target` takes it (`fit.py`); None, with the skip recorded, if it cannot."""
+    adapted = fitting.prepare(request, target.model)
+    if adapted.refusal is not None:
+        decision.skipped.append(Skip(target.id, adapted.refusal))
+        return None
+    return adapted.request
+
+
 def _demand(request: ChatRequest) -> Demand:
     needs = set()
     if request.tools:
@@ -408,6 +524,11 @@ def _demand(request: ChatRequest) -> Demand:
     if any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
         needs.add("vision")
     return Demand(estimate_prompt(request), request.max_tokens or 0, frozenset(needs))
+
+
+def _partial(request: ChatRequest, out: _Output) -> Callable[[], Usage | None]:
+    """What a stream attempt used if it stops after its first token (for the budgets)."""
+    return lambda: _estimated_usage(request, out) if out.started else None
 
 
 def _estimated_usage(request: ChatRequest, out: _Output) -> Usage:
@@ -438,6 +559,14 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ProviderError):
         return f"{exc.failure.value}: {exc}"
     return str(exc) or type(exc).__name__
+
+
+def _ledger_sink(ledger: Ledger) -> Sink:
+    async def sink(decision: Decision) -> None:
+        await ledger.record(decision)
+        await _log_decision(decision)
+
+    return sink
 
 
 async def _log_decision(decision: Decision) -> None:

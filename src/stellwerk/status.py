@@ -1,4 +1,4 @@
-"""`stellwerk status`: providers, masked credentials, cooldowns and the mode, as data and text.
+"""`stellwerk status`: providers, masked credentials, cooldowns, budgets and the mode.
 
 One function builds the data from the policy and a snapshot (the gateway's status API returns the
 same), another renders it for a terminal. Keys appear masked, never whole.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from .budget import budget_rows, budget_states, render_budgets
 from .policy import Policy
 from .state.base import Snapshot
 from .state.cooldown import describe
@@ -20,7 +22,10 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
     return {
         "config": policy.source,
         "mode": "emergency" if snapshot.emergency else str(policy.routing.mode),
+        "degraded": snapshot.degraded or None,  # the shared state store is unreachable: why
         "emergency": snapshot.emergency,
+        "emergency_since": _when(snapshot.emergency_since, tz),
+        "emergency_reason": snapshot.emergency_reason,
         "providers": [_provider(policy, name) for name in policy.providers],
         "cooldowns": [
             {
@@ -34,7 +39,14 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
             for c in sorted(snapshot.cooldowns.values(), key=lambda c: c.key)
             if c.active(snapshot.now)
         ],
+        "budgets": _budgets(policy, snapshot, tz),
     }
+
+
+def _budgets(policy: Policy, snapshot: Snapshot, tz: tzinfo | None) -> list[dict[str, Any]]:
+    zone = tz or ZoneInfo(policy.budgets.timezone)
+    states = budget_states(policy.budgets, snapshot.budgets, snapshot.now, zone)
+    return budget_rows(states, snapshot.now, zone)
 
 
 def _provider(policy: Policy, name: str) -> dict[str, Any]:
@@ -50,13 +62,31 @@ def _provider(policy: Policy, name: str) -> dict[str, Any]:
     }
 
 
+def _when(when: float | None, tz: tzinfo | None) -> str | None:
+    return None if when is None else _iso(when, tz)
+
+
+def _mode_note(data: dict[str, Any]) -> str:
+    """` since 14:05:00 (5 rate limits in 5m)`, or when the last emergency ended."""
+    since, why = data.get("emergency_since"), data.get("emergency_reason") or ""
+    if since is None:
+        return ""
+    clock = since[11:19] if len(since) >= 19 else since
+    if data.get("emergency"):
+        return f" since {clock} ({why})" if why else f" since {clock}"
+    return f" (emergency mode ended {clock}: {why})" if why else f" (emergency mode ended {clock})"
+
+
 def _iso(when: float, tz: tzinfo | None) -> str:
     return datetime.fromtimestamp(when, tz).isoformat(timespec="seconds")
 
 
 def render_status(data: dict[str, Any]) -> str:
     """A terminal view of `status_data`."""
-    lines = [f"config    {data['config']}", f"mode      {data['mode']}", "providers"]
+    lines = [f"config    {data['config']}", f"mode      {data['mode']}{_mode_note(data)}"]
+    if data.get("degraded"):
+        lines.insert(0, f"WARNING   state store degraded: {data['degraded']}")
+    lines.append("providers")
     for p in data["providers"]:
         keys = ", ".join(f"{c['id']} {c['key']}" for c in p["credentials"])
         state = "local" if p["local"] else (keys or "no key: unavailable")
@@ -64,4 +94,7 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append("cooldowns" + ("" if data["cooldowns"] else "  none"))
     for c in data["cooldowns"]:
         lines.append(f"  {c['key']:<52} {c['text']}")
+    if data.get("budgets"):
+        lines.append("budgets")
+        lines.extend(f"  {line}" for line in render_budgets(data["budgets"]).splitlines())
     return "\n".join(lines)

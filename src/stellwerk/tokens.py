@@ -3,7 +3,10 @@
 Used before a call (does the prompt fit the window? what to reserve against a budget?) and when a
 provider reports no usage (a broken stream). Real tokenizers average ~4 characters per token for
 English and fewer for code and other scripts; counting 3 characters per token plus framing keeps
-the estimate above the real count for the protocols' own counts in the tests.
+the estimate above the real count for the protocols' own counts in the tests. Characters beyond
+ASCII count more (a CJK character about 1.3 tokens: real tokenizers give them about one each),
+and every request and tool definition adds the framing its wire format costs
+(`tests/e2e/test_estimates.py` compares the estimates with what the fake providers count).
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ from .types import (
 
 CHARS_PER_TOKEN = 3
 MESSAGE_OVERHEAD = 8
+REQUEST_OVERHEAD = 40  # the request's own framing: model name, output limit, options
+TOOL_OVERHEAD = 16  # a tool definition's framing: type, function, name and schema keys
 IMAGE_TOKENS = 1600
 
 
 def estimate_text(text: str) -> int:
-    """Tokens of a text, rounded up."""
-    return -(-len(text) // CHARS_PER_TOKEN)
+    """Tokens of a text, rounded up; every UTF-8 byte beyond the first of a character adds 1.5
+    characters (the ASCII check keeps English text at one pass)."""
+    units = len(text)
+    if not text.isascii():
+        units += 3 * (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2
+    return -(-units // CHARS_PER_TOKEN)
 
 
 def estimate_message(message: Message) -> int:
@@ -46,10 +55,12 @@ def estimate_message(message: Message) -> int:
 
 def estimate_prompt(request: ChatRequest) -> int:
     """Input tokens of a request: system prompt, every message and the tool definitions."""
-    total = MESSAGE_OVERHEAD + estimate_text(request.system or "")
+    total = REQUEST_OVERHEAD + estimate_text(request.system or "")
     total += sum(estimate_message(m) for m in request.messages)
     for tool in request.tools:
-        total += estimate_text(tool.name + tool.description) + estimate_text(
-            json.dumps(tool.parameters, separators=(",", ":"))
+        total += (
+            TOOL_OVERHEAD
+            + estimate_text(tool.name + tool.description)
+            + estimate_text(json.dumps(tool.parameters, separators=(",", ":")))
         )
     return total

@@ -1,8 +1,9 @@
 """Store fixtures for the state contract suite.
 
 `make_store` opens a store of the backend under test on a shared location, so a test can open a
-second instance (another process's view, or the same process after a restart). To add a backend
-(Redis), add its name to BACKENDS and a branch in `_open`.
+second instance (another process's view, or the same process after a restart). Redis runs as a
+real redis-server (tests/conftest.py); each test has its own key prefix on it. To add a backend,
+add its name to BACKENDS and a branch in `_open`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ import pytest
 
 from stellwerk.state import MemoryStore, SQLiteStore, StateStore
 
-BACKENDS = ["memory", "sqlite"]
-DURABLE = {"sqlite"}  # backends whose state outlives the store object and is shared
+BACKENDS = ["memory", "sqlite", "redis"]
+DURABLE = {"sqlite", "redis"}  # backends whose state outlives the store object and is shared
 
 MakeStore = Callable[[], StateStore]
 
 
-def _open(backend: str, path: Path, shared: MemoryStore) -> StateStore:
+def _open(backend: str, path: Path, shared: MemoryStore, redis: tuple[str, str]) -> StateStore:
     if backend == "memory":
         return shared
     if backend == "sqlite":
         return SQLiteStore(path)
+    if backend == "redis":
+        from stellwerk.state.redis import RedisStore
+
+        url, prefix = redis
+        return RedisStore(url, prefix=prefix)
     raise AssertionError(backend)
 
 
@@ -34,13 +40,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[MakeStore]:
+async def make_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[MakeStore]:
     """Open (another) store on the same state; all are closed after the test."""
     opened: list[StateStore] = []
     shared = MemoryStore()
+    redis = ("", "")
+    if backend == "redis":  # the server starts only when a Redis test runs
+        server = request.getfixturevalue("redis_server")
+        redis = (server.url, request.getfixturevalue("redis_prefix"))
 
     def make() -> StateStore:
-        store = _open(backend, tmp_path / "state" / "state.db", shared)
+        store = _open(backend, tmp_path / "state" / "state.db", shared, redis)
         opened.append(store)
         return store
 

@@ -29,6 +29,7 @@ from stellwerk.state import (
     model_key,
     open_store,
 )
+from stellwerk.state.base import BudgetUse
 from stellwerk.state.cooldown import STRIKE_MEMORY
 
 MakeStore = Callable[[], StateStore]
@@ -147,6 +148,39 @@ async def test_emergency_switches_and_reports_changes(store: StateStore) -> None
     assert await store.set_emergency(False, NOW + 2, "cloud is back") is True
     assert not (await store.snapshot(NOW + 2)).emergency
     assert await store.set_emergency(False, NOW + 3) is False
+
+
+async def test_emergency_keeps_since_when_and_why_it_last_changed(
+    make_store: MakeStore,
+) -> None:
+    one, two = make_store(), make_store()
+    assert (await one.snapshot(NOW)).emergency_since is None
+    await one.set_emergency(True, NOW, "5 rate limits in 5m")
+    await one.set_emergency(True, NOW + 10, "again")  # no change: since and why stay
+    snap = await two.snapshot(NOW + 20)
+    assert (snap.emergency, snap.emergency_since, snap.emergency_reason) == (
+        True,
+        NOW,
+        "5 rate limits in 5m",
+    )
+    await two.set_emergency(False, NOW + 30, "the cloud answered again")
+    snap = await one.snapshot(NOW + 40)
+    assert (snap.emergency, snap.emergency_since) == (False, NOW + 30)
+    assert snap.emergency_reason == "the cloud answered again"
+
+
+async def test_count_recent_counts_events_within_the_window(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    assert await one.count_recent("rate_limit", NOW, 300) == 1
+    assert await two.count_recent("rate_limit", NOW + 100, 300) == 2
+    assert await one.count_recent("other", NOW + 100, 300) == 1, "names count apart"
+    assert await one.count_recent("rate_limit", NOW + 350, 300) == 2, "the first has expired"
+    assert await two.count_recent("rate_limit", NOW + 1000, 300) == 1
+
+
+async def test_concurrent_events_all_count(store: StateStore) -> None:
+    counts = await asyncio.gather(*(store.count_recent("rl", NOW, 60) for _ in range(20)))
+    assert sorted(counts) == list(range(1, 21))
 
 
 async def test_reset_leaves_emergency_mode_alone(store: StateStore) -> None:
@@ -285,4 +319,155 @@ def test_default_state_path(env: dict[str, str], expected: str) -> None:
 async def test_open_store_default_path_follows_state_dir_env(tmp_path: Path) -> None:
     store = open_store(StatePolicy(), env={"STELLWERK_STATE_DIR": str(tmp_path / "sw")})
     assert isinstance(store, SQLiteStore) and store.path == tmp_path / "sw" / "state.db"
+    await store.close()
+
+
+# --- budgets: reserve, settle, release, warn flags ----------------------------------------------
+
+DAILY, WEEKLY = "daily:2023-11-14|all", "weekly:2023-W46|provider:anthropic"
+WINDOWS = {DAILY: NOW + 3600, WEEKLY: NOW + 86_400}  # counter key -> end of its window
+TTL = 600.0
+
+
+async def test_reserve_counts_the_estimate_on_every_key_as_in_flight(store: StateStore) -> None:
+    await store.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    budgets = (await store.snapshot(NOW)).budgets
+    assert budgets[DAILY] == budgets[WEEKLY] == BudgetUse(1000, 5000, 1000, 5000)
+
+
+async def test_settle_replaces_the_estimate_with_the_actual(store: StateStore) -> None:
+    first = await store.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    await store.reserve({DAILY: NOW + 3600}, 200, 10, NOW, TTL)
+    assert await store.settle(first, 120, 700, NOW + 1)
+    budgets = (await store.snapshot(NOW + 1)).budgets
+    assert budgets[DAILY] == BudgetUse(320, 710, 200, 10)
+    assert budgets[WEEKLY] == BudgetUse(120, 700)
+    assert budgets[DAILY].settled == BudgetUse(120, 700)
+
+
+async def test_settle_counts_once(store: StateStore) -> None:
+    rid = await store.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    assert await store.settle(rid, 120, 700, NOW)
+    assert not await store.settle(rid, 120, 700, NOW)
+    assert not await store.release(rid)
+    assert (await store.snapshot(NOW)).budgets[DAILY] == BudgetUse(120, 700)
+
+
+async def test_settle_or_release_of_an_unknown_reservation_does_nothing(store: StateStore) -> None:
+    assert not await store.settle("res_unknown", 50, 50, NOW)
+    assert not await store.release("res_unknown")
+    assert (await store.snapshot(NOW)).budgets == {}
+
+
+async def test_release_drops_the_estimate(store: StateStore) -> None:
+    rid = await store.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    assert await store.release(rid)
+    assert not await store.settle(rid, 120, 700, NOW)
+    assert (await store.snapshot(NOW)).budgets == {}
+
+
+async def test_an_unsettled_reservation_lapses_after_its_ttl(store: StateStore) -> None:
+    rid = await store.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    assert (await store.snapshot(NOW + TTL - 1)).budgets[DAILY].reserved_tokens == 1000
+    assert (await store.snapshot(NOW + TTL)).budgets == {}
+    assert not await store.settle(rid, 120, 700, NOW + TTL), "too late: it no longer counts"
+    await store.reserve({DAILY: NOW + 3600}, 1, 1, NOW + TTL + 1, TTL)  # a write cleans up
+    assert (await store.snapshot(NOW + TTL + 1)).budgets[DAILY] == BudgetUse(1, 1, 1, 1)
+
+
+async def test_counters_end_with_their_window(store: StateStore) -> None:
+    rid = await store.reserve(WINDOWS, 10, 10, NOW, TTL)
+    await store.settle(rid, 10, 10, NOW)
+    assert set((await store.snapshot(NOW + 3599)).budgets) == {DAILY, WEEKLY}
+    assert set((await store.snapshot(NOW + 3600)).budgets) == {WEEKLY}
+    tomorrow = {"daily:2023-11-15|all": NOW + 3600 + 86_400}
+    await store.reserve(tomorrow, 1, 1, NOW + 3600, TTL)
+    assert set((await store.snapshot(NOW + 3600)).budgets) == {WEEKLY, *tomorrow}
+
+
+async def test_concurrent_reserves_and_settles_add_up_exactly(store: StateStore) -> None:
+    async def attempt(i: int) -> None:
+        rid = await store.reserve(WINDOWS, 1000, 1000, NOW, TTL)
+        await asyncio.sleep(0)
+        if i % 5 == 0:
+            await store.release(rid)  # a failed attempt
+        else:
+            await store.settle(rid, i, 2 * i, NOW)
+
+    await asyncio.gather(*(attempt(i) for i in range(60)))
+    settled = sum(i for i in range(60) if i % 5)
+    budgets = (await store.snapshot(NOW)).budgets
+    assert budgets[DAILY] == budgets[WEEKLY] == BudgetUse(settled, 2 * settled)
+
+
+async def test_mark_warned_is_true_once_per_key_and_threshold(store: StateStore) -> None:
+    end = NOW + 3600
+    assert await store.mark_warned(DAILY, "warn", NOW, end)
+    assert not await store.mark_warned(DAILY, "warn", NOW + 1, end)
+    assert await store.mark_warned(DAILY, "downgrade", NOW + 2, end)
+    assert await store.mark_warned(WEEKLY, "warn", NOW + 3, NOW + 86_400)
+    assert await store.mark_warned(DAILY, "warn", end, end + 86_400), "the flag ended with it"
+
+
+async def test_budgets_and_flags_outlive_the_store(make_store: MakeStore, durable: str) -> None:
+    first = make_store()
+    rid = await first.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    done = await first.reserve(WINDOWS, 1000, 5000, NOW, TTL)
+    await first.settle(done, 100, 200, NOW)
+    assert await first.mark_warned(DAILY, "warn", NOW, NOW + 3600)
+    await first.close()
+    second = make_store()  # a restart, or another process
+    assert (await second.snapshot(NOW)).budgets[DAILY] == BudgetUse(1100, 5200, 1000, 5000)
+    assert await second.settle(rid, 30, 40, NOW)
+    assert (await second.snapshot(NOW)).budgets[DAILY] == BudgetUse(130, 240)
+    assert not await second.mark_warned(DAILY, "warn", NOW, NOW + 3600)
+
+
+async def test_sqlite_sees_another_stores_settle(tmp_path: Path) -> None:
+    one, two = SQLiteStore(tmp_path / "state.db"), SQLiteStore(tmp_path / "state.db")
+    assert (await two.snapshot(NOW)).budgets == {}
+    rid = await one.reserve(WINDOWS, 10, 10, NOW, TTL)
+    await one.settle(rid, 7, 3, NOW)
+    assert (await two.snapshot(NOW)).budgets[DAILY] == BudgetUse(7, 3)
+    assert await one.mark_warned(DAILY, "warn", NOW, NOW + 3600)
+    assert not await two.mark_warned(DAILY, "warn", NOW, NOW + 3600)
+    await one.close()
+    await two.close()
+
+
+_SPENDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from stellwerk.state import SQLiteStore
+
+    async def main(path, count):
+        store = SQLiteStore(path)
+        keys = {"daily:2023-11-14|all": 1e12}
+        for i in range(count):
+            rid = await store.reserve(keys, 500, 500, 1000.0, 600.0)
+            await store.settle(rid, 3, 5, 1000.0)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def test_sqlite_settles_from_several_processes_all_count(tmp_path: Path) -> None:
+    path, per_worker = tmp_path / "state.db", 100
+    store = SQLiteStore(path)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _SPENDER, str(path), str(per_worker)])
+        for _ in range(2)
+    ]
+    keys, mine = {"daily:2023-11-14|all": 1e12}, 0
+    while mine < 20 or any(w.poll() is None for w in workers):
+        rid = await store.reserve(keys, 500, 500, 1000.0, 600.0)
+        await store.settle(rid, 3, 5, 1000.0)
+        mine += 1
+    assert [w.wait(timeout=60) for w in workers] == [0, 0]
+    total = 2 * per_worker + mine
+    assert (await store.snapshot(1000.0)).budgets["daily:2023-11-14|all"] == BudgetUse(
+        3 * total, 5 * total
+    )
     await store.close()

@@ -20,7 +20,7 @@ from ..policy import Policy
 from ..router import Router
 from ..status import status_data
 from ..types import TEXT_CLASSES
-from . import chat
+from . import chat, control
 from .errors import HTTPProblem, Problem, problem_for, too_large, unauthorized
 from .formats import ANTHROPIC, OPENAI, Format
 from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
@@ -58,6 +58,8 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
+    app.router.add_post("/api/emergency", control.api_emergency)
+    app.cleanup_ctx.append(control.health_watch)
     return app
 
 
@@ -138,14 +140,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """The config is loaded and the state store answers."""
+    """The config is loaded and the state store answers.
+
+    A shared store (Redis) that is unreachable gives 200 with `"status": "degraded"` and the
+    reason: the gateway still routes (fail open), and every replica shares that store, so a 503
+    would take all of them out of the load balancer at once."""
     router = request.app[GATEWAY].router
     try:
-        await router.store.snapshot(router.clock())
+        snapshot = await router.store.snapshot(router.clock())
     except Exception as exc:
         log.warning("readiness: state store unreachable: %s", exc)
         body = {"status": "unavailable", "reason": f"state store unreachable: {exc}"}
         return json_response(body, status=503)
+    if snapshot.degraded:
+        body = {"status": "degraded", "reason": snapshot.degraded, "config": router.policy.source}
+        return json_response(body)
     return json_response({"status": "ready", "config": router.policy.source})
 
 

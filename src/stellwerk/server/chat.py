@@ -51,7 +51,7 @@ async def _chat(request: web.Request, fmt: Format) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     request_id = REQUEST_ID.get()
     data = await read_json(request, gateway.max_body)
-    chat = _prepared(fmt.parse(data), request, request_id)
+    chat = _prepared(fmt.parse(data), request, request_id, fmt.name)
     gateway.decisions[request_id] = None  # the sink hands the decision back here
     if chat.stream:
         return await _stream(request, gateway, fmt, chat, data)
@@ -83,9 +83,12 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
 
 
-def _prepared(chat: ChatRequest, request: web.Request, request_id: str) -> ChatRequest:
-    """The parsed request with the gateway's request id and an explicit task header."""
-    metadata = {**chat.metadata, "request_id": request_id}
+def _prepared(
+    chat: ChatRequest, request: web.Request, request_id: str, client: str
+) -> ChatRequest:
+    """The parsed request with the gateway's request id, its client format (for the ledger)
+    and an explicit task header."""
+    metadata = {**chat.metadata, "request_id": request_id, "client": client}
     task = request.headers.get(TASK_HEADER) or chat.task
     return replace(chat, metadata=metadata, task=task)
 

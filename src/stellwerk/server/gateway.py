@@ -88,6 +88,8 @@ class Gateway:
         self.router.swap_policy(policy)
         if policy.state != old.state:
             log.warning("config reload: state changes take effect after a restart")
+        if policy.ledger != old.ledger:
+            log.warning("config reload: ledger changes take effect after a restart")
         if (policy.gateway.host, policy.gateway.port) != (old.gateway.host, old.gateway.port):
             log.warning("config reload: gateway.host and gateway.port need a restart")
 

@@ -2,9 +2,13 @@
 
 A gateway that silently answers with another model than the one asked for loses trust the first
 time a user notices. Every answer therefore names its task class, the model that answered, how many
-attempts it took and why each earlier target of the chain did not answer. Header values are ASCII
-and single-line (HTTP allows nothing else safely); the optional inline notice is one short line
-appended to the answer text, for users who never look at headers.
+attempts it took and why each earlier target of the chain did not answer; the request that first
+crosses a budget threshold says so in `x-stellwerk-budget` (`warn 83% daily`). Header values are
+ASCII and single-line (HTTP allows nothing else safely); the optional inline notice is one short
+line appended to the answer text, for users who never look at headers. In emergency mode every
+answer carries `x-stellwerk-mode: emergency` (`emergency-retry` while it tries the cloud again),
+and `x-stellwerk-notice` carries every notice of the decision (emergency mode, context fitted,
+tools dropped), separated by ` | `.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import unicodedata
 from ..decision import Decision
 
 NOTICE_PREFIX = "\n\n[stellwerk] "
+MODES = {"on": "emergency", "retry": "emergency-retry"}  # Decision.emergency -> x-stellwerk-mode
 
 
 def notice_headers(
@@ -30,6 +35,12 @@ def notice_headers(
     headers["x-stellwerk-attempts"] = str(attempts)
     if reasons := fallback_reasons(decision, target):
         headers["x-stellwerk-fallback"] = ", ".join(header_value(r) for r in reasons)
+    if decision.budget_notice:
+        headers["x-stellwerk-budget"] = header_value(decision.budget_notice)
+    if mode := MODES.get(decision.emergency):
+        headers["x-stellwerk-mode"] = mode
+    if decision.notices:
+        headers["x-stellwerk-notice"] = " | ".join(header_value(n) for n in decision.notices)
     return headers
 
 

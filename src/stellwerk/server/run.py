@@ -14,11 +14,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..classify import preload
 from ..config import load_policy
 from ..errors import ConfigError, StellwerkError
 from ..router import Router
@@ -31,6 +33,8 @@ log = logging.getLogger("stellwerk.server")
 API_KEYS_ENV = "STELLWERK_API_KEYS"
 SHUTDOWN_TIMEOUT = 10.0
 PID_FILE = "gateway.pid"
+LOOP_ENV = "STELLWERK_LOOP"
+T = TypeVar("T")
 
 
 def client_keys(env: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -46,6 +50,25 @@ def default_pid_file(env: Mapping[str, str] | None = None) -> Path:
     return default_state_path(env).parent / PID_FILE
 
 
+def run_loop(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
+    """Run `main` on uvloop when it is installed (`pip install 'stellwerk[fast]'`), else on
+    asyncio's own loop; `STELLWERK_LOOP=asyncio` forces the latter."""
+    with asyncio.Runner(loop_factory=loop_factory(os.environ if env is None else env)) as runner:
+        return runner.run(main)
+
+
+def loop_factory(env: Mapping[str, str]) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory, or None (asyncio's default) when absent or switched off."""
+    if env.get(LOOP_ENV, "auto").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 async def serve(
     config_path: str | os.PathLike[str] | None,
     *,
@@ -54,20 +77,27 @@ async def serve(
     ready_file: Path | None = None,
     pid_file: Path | None = None,
     echo: Callable[[str], object] = print,
+    reuse_port: bool = False,
 ) -> None:
-    """Run the gateway until SIGTERM or SIGINT."""
+    """Run the gateway until SIGTERM or SIGINT (`reuse_port`: one of `--workers N`)."""
     router = Router.from_config(config_path)
+    preload()  # the classifier's weights, so the first request does not wait for them
     app = create_app(router, api_keys=client_keys(os.environ))
     gateway = app[GATEWAY]
     _log_redacted(gateway)
     runner = web.AppRunner(
-        app, handle_signals=False, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        app,
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        access_log=None,  # every request is logged once, as its decision; this line cost ~9 %
     )
     pid_path = pid_file or default_pid_file()
     with _Signals(lambda: reload_config(gateway, config_path)) as signals:
         await runner.setup()
         try:
-            url = await _listen(runner, host or router.policy.gateway.host, port, router)
+            host = host or router.policy.gateway.host
+            url = await _listen(runner, host, port, router, reuse_port)
             echo(f"stellwerk gateway listening on {url} (config: {router.policy.source})")
             _write_atomic(pid_path, f"{os.getpid()}\n")
             if ready_file is not None:
@@ -85,9 +115,11 @@ async def serve(
     log.info("stopped")
 
 
-async def _listen(runner: web.AppRunner, host: str, port: int | None, router: Router) -> str:
+async def _listen(
+    runner: web.AppRunner, host: str, port: int | None, router: Router, reuse_port: bool = False
+) -> str:
     port = router.policy.gateway.port if port is None else port
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
@@ -179,13 +211,21 @@ class _Redact(logging.Filter):
     def __init__(self, gateway: Gateway) -> None:
         super().__init__()
         self.gateway = gateway
+        self._known: tuple[object, list[str]] = (None, [])  # (policy, its secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        secrets = [s for s in self.gateway.secrets() if len(s) >= 8]
+        secrets = self._secrets()
         if any(s in message for s in secrets):
             record.msg, record.args = redact(message, secrets), None
         return True
+
+    def _secrets(self) -> list[str]:
+        """The secrets, collected again only after a config reload (every line pays otherwise)."""
+        policy = self.gateway.router.policy
+        if self._known[0] is not policy:
+            self._known = (policy, [s for s in self.gateway.secrets() if len(s) >= 8])
+        return self._known[1]
 
 
 def _log_redacted(gateway: Gateway) -> None:

@@ -1,9 +1,10 @@
 """Shared routing state: cooldowns and emergency mode, behind one `StateStore` interface.
 
-`open_store(policy.state)` picks the backend the configuration names. The SQLite file lives at
-`state.path` when that is set, else in `$STELLWERK_STATE_DIR`, else in the XDG state directory
-(`$XDG_STATE_HOME/stellwerk`, by default `~/.local/state/stellwerk`), so every process of one user
-on one machine shares it without configuration.
+`open_store(policy.state)` picks the backend the configuration names: SQLite (the default),
+memory, or Redis (`state.url`: several gateway replicas share it; see `state/redis.py`). The
+SQLite file lives at `state.path` when that is set, else in `$STELLWERK_STATE_DIR`, else in the
+XDG state directory (`$XDG_STATE_HOME/stellwerk`, by default `~/.local/state/stellwerk`), so every
+process of one user on one machine shares it without configuration.
 """
 
 from __future__ import annotations
@@ -51,11 +52,29 @@ def default_state_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def open_store(policy: StatePolicy, env: Mapping[str, str] | None = None) -> StateStore:
-    """The state store the configuration names (`state.backend`, `state.path`)."""
+    """The state store the configuration names (`state.backend`, `state.path`, `state.url`)."""
     if policy.backend == "memory":
         return MemoryStore()
     if policy.backend == "sqlite":
         return SQLiteStore(
             Path(policy.path).expanduser() if policy.path else default_state_path(env)
         )
-    raise ConfigError("state.backend", f"unknown backend {policy.backend!r} (sqlite, memory)")
+    if policy.backend == "redis":
+        return _redis_store(policy)
+    known = "sqlite, memory, redis"
+    raise ConfigError("state.backend", f"unknown backend {policy.backend!r} ({known})")
+
+
+def _redis_store(policy: StatePolicy) -> StateStore:
+    """A `RedisStore`; the `redis` package is imported only when the config asks for it."""
+    if not policy.url:
+        raise ConfigError("state.url", "the redis backend needs a URL (or $STELLWERK_REDIS_URL)")
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] != "redis":
+            raise
+        raise ConfigError(
+            "state.backend", "redis needs the redis package: pip install 'stellwerk[redis]'"
+        ) from None
+    return RedisStore(policy.url, prefix=policy.prefix, cache=policy.cache)

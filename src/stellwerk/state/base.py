@@ -1,7 +1,7 @@
-"""The state every replica must agree on: cooldowns, disabled credentials, emergency mode.
+"""The state every replica must agree on: cooldowns, disabled credentials, emergency mode, budgets.
 
 Routing reads one `Snapshot` per request (taken with `now`), so the planner stays pure. Stores
-implement `StateStore`; memory and SQLite pass the same contract tests (Redis follows). Keys are
+implement `StateStore`; memory, SQLite and Redis pass the same contract tests. Keys are
 strings so every backend can hold them flat:
 
 - `cred:<credential id>`                   a credential (billing, auth, connect failures)
@@ -9,6 +9,9 @@ strings so every backend can hold them flat:
 - `model:<model id>`                       a model everywhere (model_not_found)
 
 Aggregators are never keyed by provider: there is no provider-wide key at all.
+
+Budget counters are keyed by window and scope (`daily:2026-11-26|all`,
+`weekly:2026-W48|provider:anthropic`; built in `stellwerk.budget`) and expire with their window.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def model_key(model_id: str) -> str:
     return f"model:{model_id}"
 
 
+def health_key(provider: str) -> str:
+    """A local provider the gateway's health watch found down (`stellwerk.health`)."""
+    return f"health:{provider}"
+
+
 @dataclass(frozen=True, slots=True)
 class Cooldown:
     """One key is blocked until `until` (epoch seconds; FOREVER until reset) because of `reason`."""
@@ -46,12 +54,31 @@ class Cooldown:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetUse:
+    """What one budget counter (`daily:2026-11-26|all`) holds: settled plus reserved in flight."""
+
+    tokens: int = 0
+    micros: int = 0
+    reserved_tokens: int = 0  # the part of `tokens` reserved by attempts still running
+    reserved_micros: int = 0
+
+    @property
+    def settled(self) -> BudgetUse:
+        """The usage without what is still in flight."""
+        return BudgetUse(self.tokens - self.reserved_tokens, self.micros - self.reserved_micros)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What routing needs to know about shared state at one instant."""
 
     now: float
     cooldowns: Mapping[str, Cooldown] = field(default_factory=dict)
     emergency: bool = False
+    emergency_since: float | None = None  # when the mode last changed (entered, or left)
+    emergency_reason: str = ""  # why it last changed
+    budgets: Mapping[str, BudgetUse] = field(default_factory=dict)  # live counters by key
+    degraded: str = ""  # non-empty: the store is unreachable and routing fails open (why)
 
     def blocked(self, *keys: str) -> Cooldown | None:
         """The active cooldown that lasts longest among `keys`, or None."""
@@ -87,7 +114,34 @@ class StateStore(Protocol):
         ...
 
     async def set_emergency(self, on: bool, now: float, reason: str = "") -> bool:
-        """Set emergency mode; returns whether it changed."""
+        """Set emergency mode; returns whether it changed (only a change records `now` and
+        `reason` as the snapshot's `emergency_since` and `emergency_reason`)."""
+        ...
+
+    async def count_recent(self, name: str, now: float, window: float) -> int:
+        """Record one event `name` at `now`; return how many were recorded in the last `window`
+        seconds, this one included (e.g. rate limits across providers, for emergency mode)."""
+        ...
+
+    async def reserve(
+        self, keys: Mapping[str, float], tokens: int, micros: int, now: float, ttl: float
+    ) -> str:
+        """Add an estimate to every budget counter in `keys` (key -> the end of its window, when
+        the counter expires) in one step; return the reservation's id. The reservation lapses
+        (its estimate no longer counts) at `now + ttl` unless settled or released before."""
+        ...
+
+    async def settle(self, reservation: str, tokens: int, micros: int, now: float) -> bool:
+        """Replace a live reservation's estimate with the actual usage; False (and no change)
+        if it is unknown, already settled or released, or lapsed."""
+        ...
+
+    async def release(self, reservation: str) -> bool:
+        """Drop a reservation's estimate (the attempt failed); False if there was none."""
+        ...
+
+    async def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
+        """True only the first time for (`key`, `threshold`) until `expires`, across processes."""
         ...
 
     async def close(self) -> None: ...

@@ -8,11 +8,13 @@ against it says something about production.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..failures import FailureClass
 from .base import Cooldown, Snapshot
 from .cooldown import forgotten, next_cooldown
+from .events import recent
+from .tally import Tally
 
 
 class MemoryStore:
@@ -21,12 +23,23 @@ class MemoryStore:
     def __init__(self) -> None:
         self._cooldowns: dict[str, Cooldown] = {}
         self._emergency = False
+        self._emergency_since: float | None = None
+        self._emergency_reason = ""
+        self._events: dict[str, list[float]] = {}
         self._lock = asyncio.Lock()
+        self._tally = Tally()
 
     async def snapshot(self, now: float) -> Snapshot:
         """Active cooldowns and the mode at `now`."""
         active = {k: c for k, c in self._cooldowns.items() if c.active(now)}
-        return Snapshot(now=now, cooldowns=active, emergency=self._emergency)
+        return Snapshot(
+            now=now,
+            cooldowns=active,
+            emergency=self._emergency,
+            emergency_since=self._emergency_since,
+            emergency_reason=self._emergency_reason,
+            budgets=self._tally.usage(now),
+        )
 
     async def strike(
         self,
@@ -63,7 +76,37 @@ class MemoryStore:
             if on == self._emergency:
                 return False
             self._emergency = on
+            self._emergency_since, self._emergency_reason = now, reason
             return True
+
+    async def count_recent(self, name: str, now: float, window: float) -> int:
+        """Record one event `name` at `now`; how many happened in the last `window` seconds."""
+        async with self._lock:
+            times = recent([*self._events.get(name, ()), now], now, window)
+            self._events[name] = times
+            return len(times)
+
+    async def reserve(
+        self, keys: Mapping[str, float], tokens: int, micros: int, now: float, ttl: float
+    ) -> str:
+        """Add an estimate to every budget counter in `keys`; return the reservation id."""
+        async with self._lock:
+            return self._tally.reserve(keys, tokens, micros, now, ttl)
+
+    async def settle(self, reservation: str, tokens: int, micros: int, now: float) -> bool:
+        """Replace a live reservation's estimate with the actual usage (once)."""
+        async with self._lock:
+            return self._tally.settle(reservation, tokens, micros, now)
+
+    async def release(self, reservation: str) -> bool:
+        """Drop a reservation's estimate."""
+        async with self._lock:
+            return self._tally.release(reservation)
+
+    async def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
+        """True only the first time for (`key`, `threshold`) until `expires`."""
+        async with self._lock:
+            return self._tally.mark_warned(key, threshold, now, expires)
 
     async def close(self) -> None:
         """Nothing to release."""

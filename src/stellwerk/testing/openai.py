@@ -741,6 +741,19 @@ class FakeOpenRouter(FakeOpenAI):
     def resolve_model(self, requested: str) -> str:
         return self.resolved.get(requested, requested)
 
+    def _add_extra_routes(self, app: web.Application) -> None:
+        super()._add_extra_routes(app)
+        app.router.add_get(f"{self.base_path}/key", self.key_info)
+
+    async def key_info(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/key`: the calling key's label, limit and usage (what `check` asks)."""
+        problem = self.check_auth(request.headers)
+        if problem is not None:
+            return web.json_response(problem[1], status=problem[0])
+        info: dict[str, Any] = {"label": "sk-or-v1-fak...ijk", "limit": None, "usage": 0.0}
+        info |= {"limit_remaining": None, "is_free_tier": False, "is_provisioning_key": False}
+        return web.json_response({"data": info})
+
     def missing_key_body(self) -> JSON:
         return {"error": {"message": "No auth credentials found", "code": 401}}
 

@@ -1,0 +1,120 @@
+"""Every SQL statement of the ledger, in one place, per dialect.
+
+The reports (`stats.py`) aggregate plain `Row` values in Python, so they never see SQL; the SQL a
+backend runs is only "append", "delete before", "rows in a time range", "the last N" and "rows
+after id N". That is written once here as a `Dialect`: the schema steps (applied in order, the
+number applied kept by the backend, `PRAGMA user_version` in SQLite) and the statements with the
+dialect's placeholder. A PostgreSQL dialect is the same statements with `%s`, `BIGSERIAL` and
+`DOUBLE PRECISION`; the stats code does not change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .base import Row
+
+TABLE = "decisions"
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row) if f.name != "id")
+"""Every stored column, in `Row` order (the id is the table's own)."""
+
+LIGHT: tuple[str, ...] = tuple(c for c in COLUMNS if c not in {"prompt", "answer", "decision"})
+"""What the reports read: everything but the decision JSON and the content."""
+
+_SQLITE_SCHEMA_1 = (
+    f"""CREATE TABLE {TABLE} (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        request_id TEXT NOT NULL,
+        client TEXT NOT NULL,
+        task TEXT NOT NULL,
+        source TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        routed_as TEXT NOT NULL,
+        shadow_first TEXT,
+        answered_by TEXT,
+        model TEXT,
+        provider TEXT,
+        upstream_model TEXT,
+        attempts INTEGER NOT NULL,
+        fallback INTEGER NOT NULL,
+        failures TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        estimated INTEGER NOT NULL,
+        cost_micros INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        error TEXT,
+        prompt TEXT,
+        answer TEXT,
+        decision TEXT NOT NULL)""",
+    f"CREATE INDEX {TABLE}_ts ON {TABLE} (ts)",
+    f"CREATE INDEX {TABLE}_task_ts ON {TABLE} (task, ts)",
+    f"CREATE INDEX {TABLE}_model_ts ON {TABLE} (model, ts)",
+    f"CREATE INDEX {TABLE}_request ON {TABLE} (request_id)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The SQL of one database: schema steps and the five statements the ledger runs."""
+
+    name: str
+    migrations: tuple[tuple[str, ...], ...]  # step N: the statements that make version N+1
+    mark: str = "?"  # the parameter placeholder
+
+    @property
+    def insert(self) -> str:
+        marks = ", ".join(self.mark for _ in COLUMNS)
+        return f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})"
+
+    @property
+    def prune(self) -> str:
+        return f"DELETE FROM {TABLE} WHERE ts < {self.mark}"
+
+    def since(self, bounded: bool) -> str:
+        upper = f" AND ts < {self.mark}" if bounded else ""
+        return (
+            f"SELECT id, {', '.join(LIGHT)} FROM {TABLE}"
+            f" WHERE ts >= {self.mark}{upper} ORDER BY ts, id"
+        )
+
+    @property
+    def tail(self) -> str:
+        inner = f"SELECT id, {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id DESC LIMIT {self.mark}"
+        return f"SELECT * FROM ({inner}) AS last ORDER BY id"
+
+    @property
+    def after(self) -> str:
+        return (
+            f"SELECT id, {', '.join(COLUMNS)} FROM {TABLE}"
+            f" WHERE id > {self.mark} ORDER BY id LIMIT {self.mark}"
+        )
+
+
+SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1,))
+
+
+def params(row: Row) -> tuple[Any, ...]:
+    """The values of `row` for `Dialect.insert`, in `COLUMNS` order."""
+    values = []
+    for name in COLUMNS:
+        value = getattr(row, name)
+        if name == "failures":
+            value = json.dumps([list(pair) for pair in value])
+        elif isinstance(value, bool):
+            value = int(value)
+        values.append(value)
+    return tuple(values)
+
+
+def row(names: Sequence[str], values: Sequence[Any]) -> Row:
+    """A `Row` from a result row whose columns are `names` (an `id` first)."""
+    data = dict(zip(names, values, strict=True))
+    data["failures"] = tuple(tuple(pair) for pair in json.loads(data["failures"]))
+    data["fallback"] = bool(data["fallback"])
+    data["estimated"] = bool(data["estimated"])
+    return Row(**data)

@@ -1,0 +1,106 @@
+"""The ledger in its own SQLite file, `ledger.db`, next to the state database.
+
+Its own file rather than a table in `state.db`: the state store re-reads its mirror whenever
+`PRAGMA data_version` says another connection committed, and the ledger commits several times a
+second under load; in a separate file those commits never touch routing. The ledger can also be
+deleted, copied or vacuumed without losing a cooldown. WAL mode lets `stellwerk stats` and
+`stellwerk log --follow` read while a gateway writes, from other processes.
+
+The schema is versioned with `PRAGMA user_version`: it counts the steps of
+`query.SQLITE.migrations` a file has applied; opening applies the missing ones in one
+transaction, and a file from a newer Stellwerk is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import query
+from .base import Row
+from .query import COLUMNS, LIGHT, SQLITE, Dialect
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteLedger:
+    """A `LedgerBackend` in one SQLite file, safe for several processes on one machine."""
+
+    def __init__(self, path: str | Path, dialect: Dialect = SQLITE) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dialect = dialect
+        self._lock = threading.Lock()
+        self._conn = _connect(self.path)
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def write(self, rows: Sequence[Row]) -> None:
+        """Append `rows` in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(self.dialect.insert, [query.params(r) for r in rows])
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def prune(self, before: float) -> int:
+        """Delete rows older than `before`; return how many."""
+        with self._lock:
+            return self._conn.execute(self.dialect.prune, (before,)).rowcount
+
+    def since(self, start: float, end: float | None = None) -> list[Row]:
+        """Rows with `start <= ts < end`, oldest first, without the JSON and the content."""
+        args = (start,) if end is None else (start, end)
+        return self._select(self.dialect.since(end is not None), args, LIGHT)
+
+    def tail(self, count: int) -> list[Row]:
+        """The last `count` rows, oldest first."""
+        return self._select(self.dialect.tail, (count,), COLUMNS)
+
+    def after(self, row_id: int, limit: int = 1000) -> list[Row]:
+        """Rows written after row `row_id`, oldest first."""
+        return self._select(self.dialect.after, (row_id, limit), COLUMNS)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _select(self, sql: str, args: tuple[object, ...], names: Sequence[str]) -> list[Row]:
+        with self._lock:
+            found = self._conn.execute(sql, args).fetchall()
+        columns = ("id", *names)
+        return [query.row(columns, values) for values in found]
+
+    def _migrate(self) -> None:
+        steps = self.dialect.migrations
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(steps):
+                raise ConfigError("ledger.path", f"{self.path} was written by a newer Stellwerk")
+            for statements in steps[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {len(steps)}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn

@@ -1,0 +1,70 @@
+"""Real servers for the tests that need them: a redis-server and a PostgreSQL cluster.
+
+Each is started once per test session (with pytest-xdist, once per worker: every worker is its
+own session, with its own servers on their own free ports), only when a test first asks for it,
+and stopped at the end. A test opens its own key prefix or database on it, so tests never see
+each other's data. A missing binary fails the tests that need it with the command that installs
+it; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from stellwerk.testing.servers import PostgresServer, RedisServer, ServerMissing
+
+
+def _started(factory: Callable[[], RedisServer | PostgresServer]) -> RedisServer | PostgresServer:
+    try:
+        return factory().start()
+    except ServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (tests share it under their own key prefixes)."""
+    server = _started(RedisServer)
+    assert isinstance(server, RedisServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session (tests share it, each in its own database)."""
+    server = _started(PostgresServer)
+    assert isinstance(server, PostgresServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database."""
+    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def new_redis() -> Iterator[Callable[..., RedisServer]]:
+    """Start a redis-server of a test's own (to stop and restart it); stopped after the test."""
+    started: list[RedisServer] = []
+
+    def start(*, persistent: bool = True) -> RedisServer:
+        server = _started(lambda: RedisServer(persistent=persistent))
+        assert isinstance(server, RedisServer)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
