@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from ..errors import ProviderError
 from ..failures import FailureClass
@@ -171,7 +172,11 @@ def new_session() -> aiohttp.ClientSession:
     """One shared connection pool for all adapters of a router."""
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300)
     return aiohttp.ClientSession(
-        connector=connector, auto_decompress=True, json_serialize=json.dumps, trust_env=False
+        connector=connector,
+        auto_decompress=True,
+        json_serialize=json.dumps,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # upstream APIs need no cookies: skip the jar
     )
 
 
@@ -194,8 +199,8 @@ async def post_json(
     async with _post(session, spec, url, payload, headers, target) as response:
         body = await _read(response, target)
     try:
-        return json.loads(body)
-    except ValueError:
+        return msgspec.json.decode(body)
+    except (ValueError, msgspec.DecodeError):
         raise ProviderError(
             FailureClass.SERVER, "malformed JSON from upstream", status=200, target=target
         ) from None
@@ -238,7 +243,7 @@ async def _post(
     headers: Mapping[str, str],
     target: str,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
-    data = json.dumps(payload).encode()
+    data = msgspec.json.encode(payload)
     all_headers = {"content-type": "application/json", **spec.headers, **headers}
     try:
         async with session.post(url, data=data, headers=all_headers, timeout=timeouts(spec)) as r:

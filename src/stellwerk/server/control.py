@@ -2,12 +2,16 @@
 
 `POST /api/emergency` with `{"on": true}` (or `false`) does what `stellwerk emergency on|off`
 does, for gateways whose state the CLI cannot reach (`state.backend: memory`, another machine);
-it needs a client key like every other endpoint. The health watch (`health.py`) runs for as long
+it needs a client key like every other endpoint. The health watch (`health.py`) and the probes
+(`probe.py`: a one-token request ends a cooldown early once the key works again) run for as long
 as the app does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,11 +19,13 @@ from aiohttp import web
 from .. import emergency
 from ..errors import RequestError
 from ..health import watching
+from ..router import Router
 from ..status import status_data
 from .chat import read_json
 from .gateway import GATEWAY, json_response
 
 MAX_BODY = 4096
+log = logging.getLogger("stellwerk.server")
 
 
 async def api_emergency(request: web.Request) -> web.Response:
@@ -43,7 +49,27 @@ async def api_emergency(request: web.Request) -> web.Response:
 
 
 async def health_watch(app: web.Application) -> AsyncIterator[None]:
-    """`app.cleanup_ctx` entry: the health watch on local providers while the app runs."""
+    """`app.cleanup_ctx` entry: the health watch and the probes while the app runs."""
     router = app[GATEWAY].router
-    async with watching(lambda: router.policy, router.store, router.clock):
-        yield
+    probes = asyncio.create_task(probe_loop(router), name="stellwerk-probes")
+    try:
+        async with watching(lambda: router.policy, router.store, router.clock):
+            yield
+    finally:
+        probes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
+
+
+async def probe_loop(router: Router) -> None:
+    """Probe due cooldowns (`Router.probe`) a few times per `cooldowns.probe.every`."""
+    while True:
+        every = router.policy.cooldowns.probe_every
+        await asyncio.sleep(min(max(every / 5, 0.1), 60.0) if every > 0 else 60.0)
+        if every <= 0:
+            continue
+        try:
+            for key, outcome in await router.probe():
+                log.info("probe %s: %s", key, "usable again" if outcome == "ok" else outcome)
+        except Exception:  # a failed probe round must never stop the gateway
+            log.exception("probe round failed")
