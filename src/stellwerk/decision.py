@@ -63,6 +63,16 @@ class Decision:
     prompt: str | None = None  # the last user turn, kept only with `ledger.store_content`
     answer: str | None = None  # the answer text, kept only with `ledger.store_content`
 
+    @classmethod
+    def rejected(
+        cls, request_id: str, route: RoutePlan, client: str, error: str, now: float
+    ) -> Decision:
+        """The record of a request refused before it could be routed (bad input, bad key)."""
+        decision = cls(request_id, "rejected", 0.0, error, "rejected", route, now, client=client)
+        decision.error = error
+        decision.finished = now
+        return decision
+
     @property
     def fallbacks(self) -> list[str]:
         """Why each failed attempt before the answer failed: `target: failure`."""

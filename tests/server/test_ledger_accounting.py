@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from stellwerk.ledger import Row, SQLiteLedger, open_ledger
-from stellwerk.policy import Policy
+from stellwerk.policy import Policy, Secret
 from stellwerk.router import Router
 from stellwerk.server import create_app
 from stellwerk.state import MemoryStore
@@ -277,3 +277,28 @@ async def test_from_config_records_every_request_and_close_flushes_it(world, tmp
         1,
     )
     assert (row.prompt, row.answer) == ("2+2?", "4")
+
+
+async def test_requests_refused_before_routing_each_leave_one_record(policy, served, world):
+    """Bad JSON, a bad client key, an unknown model and an oversized body: one record each."""
+    gate = replace(policy.gateway, api_keys=(Secret("sk-gw-client-key"),), max_body=4096)
+    keyed = replace(policy, gateway=gate)
+    gateway = await start(keyed, served)
+    good = {"Authorization": "Bearer sk-gw-client-key"}
+    calls = [
+        ("/v1/chat/completions", {"data": b'{"model": "auto", "messages": ['}, good, 400),
+        ("/v1/chat/completions", {"json": {"model": "auto", "messages": HI}}, {}, 401),
+        ("/v1/messages", {"json": {"model": "gtp-9", "max_tokens": 5, "messages": HI}}, good, 404),
+        ("/v1/chat/completions", {"data": b"x" * (keyed.gateway.max_body + 1)}, good, 413),
+        ("/v1/chat/completions", {"json": {"model": "auto:simple", "messages": HI}}, good, 200),
+    ]
+    for path, body, headers, status in calls:
+        async with gateway.client.post(path, headers=headers, **body) as response:
+            assert response.status == status
+    await gateway.router.ledger.flush()
+    rows = await gateway.router.ledger.tail(10)
+    assert len(rows) == len(calls)
+    rejected = [r for r in rows if r.task == "rejected"]
+    assert sorted(r.error.split(":")[0] for r in rejected) == ["400", "401", "404", "413"]
+    assert {r.client for r in rejected} == {"openai", "anthropic"}
+    assert all("sk-gw-client-key" not in r.decision for r in rows)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..decision import Decision, new_request_id
+from ..plan import RoutePlan
 from ..policy import Policy
 from ..router import Router
 from ..status import status_data
@@ -30,6 +31,7 @@ from .notice import notice_headers
 log = logging.getLogger("stellwerk.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # no client key needed
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})  # each ends in a ledger record
 
 
 def create_app(
@@ -80,20 +82,39 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     request_id = new_request_id()
     REQUEST_ID.set(request_id)
+    problem: Problem | None = None
     try:
         if request.path not in OPEN_PATHS and not gateway.authorized(request):
             raise HTTPProblem(unauthorized())
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404, 405 and 413
-        response = _error_response(request, _http_problem(request, exc))
+        problem = _http_problem(request, exc)
+        response = _error_response(request, problem)
     except Exception as exc:
-        response = _error_response(request, problem_for(exc, request_id))
+        problem = problem_for(exc, request_id)
+        response = _error_response(request, problem)
     finally:
         decision = gateway.decisions.pop(request_id, None)
+    if problem is not None and decision is None and request.path in CHAT_PATHS:
+        await _record_rejection(request, request_id, problem)
     if response.status >= 400 and not response.prepared:
         response.headers.update(notice_headers(decision))
     gateway.metrics.response(_endpoint(request), response.status)
     return response
+
+
+async def _record_rejection(request: web.Request, request_id: str, problem: Problem) -> None:
+    """A chat request refused before routing (bad JSON, bad key, unknown model, too large) still
+    ends in exactly one ledger record; the metrics count it by its HTTP status."""
+    router = request.app[GATEWAY].router
+    if router.ledger is None:
+        return
+    policy = router.policy
+    route = RoutePlan(policy.routing.default_task, policy.routing.mode, (), (), why="rejected")
+    message = problem.redacted(request.app[GATEWAY].secrets()).message
+    client = "anthropic" if wire_format(request) is ANTHROPIC else "openai"
+    text = f"{problem.status}: {message}"
+    await router.ledger.record(Decision.rejected(request_id, route, client, text, router.clock()))
 
 
 def _error_response(request: web.Request, problem: Problem) -> web.Response:
