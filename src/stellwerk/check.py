@@ -28,7 +28,7 @@ from .config import load_policy
 from .errors import ProviderError
 from .policy import Credential, Policy, ProviderSpec
 from .providers import ollama
-from .providers._http import classify_failure, new_session, timeouts, upstream_message
+from .providers._http import get_json, new_session
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -183,16 +183,10 @@ async def _get(
 ) -> str | None:
     """None if the GET succeeded, else what went wrong, in words (never the key)."""
     try:
-        async with session.get(url, headers=headers, timeout=timeouts(spec)) as response:
-            body = await response.read()
-            if response.status < 400:
-                return None
-            failure = classify_failure(response.status, body, response.headers)
-            return f"{failure.value}: HTTP {response.status}: {upstream_message(body)}"
-    except TimeoutError:
-        return "timeout: no answer"
-    except aiohttp.ClientError as exc:
-        return f"connect: cannot reach {spec.base_url} ({type(exc).__name__})"
+        await get_json(session, spec, url, headers, spec.name)
+    except ProviderError as exc:
+        return f"{exc.failure.value}: {exc}"
+    return None
 
 
 # -- Ollama ----------------------------------------------------------------------------------

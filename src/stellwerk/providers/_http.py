@@ -206,6 +206,36 @@ async def post_json(
         ) from None
 
 
+async def get_json(
+    session: aiohttp.ClientSession,
+    spec: ProviderSpec,
+    url: str,
+    headers: Mapping[str, str],
+    target: str,
+) -> Any:
+    """GET a JSON document (model lists, versions, key checks), failures classified."""
+    try:
+        all_headers = {**spec.headers, **headers}
+        async with session.get(url, headers=all_headers, timeout=timeouts(spec)) as response:
+            body = await response.read()
+            if response.status >= 400:
+                raise error_from_response(response.status, body, response.headers, target)
+    except TimeoutError:
+        raise ProviderError(FailureClass.TIMEOUT, "no answer in time", target=target) from None
+    except aiohttp.ClientError as exc:
+        raise ProviderError(
+            FailureClass.CONNECT,
+            f"cannot reach {spec.base_url} ({type(exc).__name__})",
+            target=target,
+        ) from None
+    try:
+        return msgspec.json.decode(body)
+    except (ValueError, msgspec.DecodeError):
+        raise ProviderError(
+            FailureClass.SERVER, "malformed JSON from upstream", status=200, target=target
+        ) from None
+
+
 @asynccontextmanager
 async def post_stream(
     session: aiohttp.ClientSession,

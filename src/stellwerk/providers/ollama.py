@@ -55,11 +55,10 @@ from ..types import (
 from ._http import (
     classify_error_event,
     classify_failure,
-    error_from_response,
+    get_json,
     iter_lines,
     post_json,
     post_stream,
-    timeouts,
 )
 
 DEFAULT_MAX_TOKENS = 4096
@@ -414,21 +413,4 @@ async def _models(
 async def _get_json(
     session: aiohttp.ClientSession, spec: ProviderSpec, path: str, credential: Credential | None
 ) -> Any:
-    headers = {**spec.headers, **_headers(credential)}
-    try:
-        async with session.get(_url(spec, path), headers=headers, timeout=timeouts(spec)) as r:
-            body = await r.read()
-            if r.status >= 400:
-                raise error_from_response(r.status, body, r.headers, spec.name)
-    except TimeoutError:
-        raise ProviderError(FailureClass.TIMEOUT, "Ollama timed out", target=spec.name) from None
-    except aiohttp.ClientError as exc:
-        raise ProviderError(
-            FailureClass.CONNECT, f"cannot reach Ollama: {type(exc).__name__}", target=spec.name
-        ) from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ProviderError(
-            FailureClass.SERVER, "malformed JSON from Ollama", status=200, target=spec.name
-        ) from None
+    return await get_json(session, spec, _url(spec, path), _headers(credential), spec.name)
