@@ -39,7 +39,7 @@ from .types import Message
 Echo = Callable[..., Any]
 DAY = datetime(2026, 11, 26, 8, 0, tzinfo=UTC).timestamp()
 BASELINE = "anthropic/claude-sonnet-4-0"
-DAILY_BUDGET_USD = 0.0045
+DAILY_BUDGET_USD = 0.0041
 
 SYSTEM = "You are Ada, a personal assistant agent with access to the user's workspace."
 HEARTBEAT = (

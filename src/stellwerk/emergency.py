@@ -149,19 +149,24 @@ async def switch(store: StateStore, on: bool, now: float, reason: str) -> bool:
 
 async def count_rate_limit(
     store: StateStore, policy: Policy, failure: FailureClass, provider: ProviderSpec, now: float
-) -> None:
-    """Count a cloud rate limit; enough of them within the window start emergency mode."""
+) -> bool:
+    """Count a cloud rate limit; enough of them within the window start emergency mode.
+
+    Returns whether this failure started the mode (the request in flight then goes local too).
+    """
     limit, window = policy.emergency.rate_limits, policy.emergency.window
     if failure is not FailureClass.RATE_LIMIT or provider.local or not limit:
-        return
+        return False
     snapshot = await store.snapshot(now)
     if snapshot.emergency:
-        return
+        return False
     if snapshot.emergency_since is not None:  # when it last ended: count afresh from there
         window = min(window, now - snapshot.emergency_since)
     count = await store.count_recent(RATE_LIMITS, now, window)
-    if count >= limit:
-        await switch(store, True, now, f"{count} rate limits in {_span(policy.emergency.window)}")
+    if count < limit:
+        return False
+    reason = f"{count} rate limits in {_span(policy.emergency.window)}"
+    return await switch(store, True, now, reason)
 
 
 async def answered(

@@ -276,12 +276,15 @@ class Router:
         )
         keys = await self._cool(exc, target, credential)
         log.info("attempt failed: %s %s: %s", target.id, exc.failure.value, exc)
-        await emergency.count_rate_limit(
+        entered = await emergency.count_rate_limit(
             self.store, self.policy, exc.failure, target.provider, self.clock()
         )
         if not exc.fallback:
             raise exc
         attempts.failed(exc, keys)
+        if entered:  # the storm starts now: the rest of this request goes local as well
+            attempts.local_only = True
+            decision.notices.append("emergency mode entered: local models only from here on")
 
     async def _cool(
         self, exc: ProviderError, target: Target, credential: Credential | None
@@ -440,10 +443,14 @@ class _Attempts:
         self._decision = decision
         self._next_target = False
         self.cooled: set[str] = set()
+        self.local_only = False  # set when a failure of this request started emergency mode
 
     def __iter__(self) -> Iterator[tuple[Target, Credential | None]]:
         for target in self._route.targets:
             self._next_target = False
+            if self.local_only and not target.provider.local:
+                self._decision.skipped.append(Skip(target.id, "emergency mode: local only"))
+                continue
             usable = [c for c in target.credentials or (None,) if not self._cooled(target, c)]
             if not usable:
                 self._decision.skipped.append(Skip(target.id, "cooled down by this request"))

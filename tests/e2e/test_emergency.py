@@ -74,7 +74,7 @@ async def cool_all_cloud_keys(store: StateStore, seconds: float = 7200) -> None:
 
 
 def rate_limit_storm(world: FakeWorld) -> None:
-    """The simple chain meets five 429s before sonnet-4-5 answers."""
+    """The simple chain meets five 429s; the fifth starts emergency mode."""
     world.fakes["openai"].push(429)  # gpt-4o-mini
     world.fakes["anthropic"].push(429, 429)  # haiku, sonnet-4-0
     world.fakes["openrouter"].push(429)  # openrouter/auto
@@ -112,7 +112,14 @@ async def test_a_rate_limit_storm_enters_and_a_cloud_answer_after_the_cooldown_e
     router = make_router()
     rate_limit_storm(world)
     first = await router.complete(QUESTION)
-    assert first.response.target == "anthropic/claude-sonnet-4-5", "the storm's request is served"
+    # the storm's own request is served too, by a local model: once the fifth 429 started the
+    # mode, it tries no further cloud targets
+    assert first.response.target == "ollama/deepseek-r1"
+    assert [a.failure for a in first.decision.attempts] == ["rate_limit"] * 5 + [None]
+    skipped = {s.target: s.reason for s in first.decision.skipped}
+    assert skipped["anthropic/claude-sonnet-4-5"] == "emergency mode: local only"
+    assert "emergency mode entered: local models only from here on" in first.decision.notices
+    assert world.fakes["openai-codex"].received == []
     snapshot = await router.store.snapshot(clock())
     assert (snapshot.emergency, snapshot.emergency_reason) == (True, "5 rate limits in 5m")
     assert "emergency mode on: local models only (5 rate limits in 5m)" in caplog.text
