@@ -29,7 +29,7 @@ from ..errors import ConfigError, StellwerkError
 from ..policy import masked_url
 from . import query
 from .base import Row
-from .query import COLUMNS, LIGHT, TABLE, Dialect
+from .query import TABLE, Dialect
 
 log = logging.getLogger("stellwerk.ledger")
 
@@ -77,7 +77,7 @@ class LedgerUnavailable(StellwerkError):
     """The ledger's database cannot be reached."""
 
 
-class PostgresLedger:
+class PostgresLedger(query.Reads):
     """A `LedgerBackend` in a PostgreSQL database, shared by every replica that uses it."""
 
     def __init__(self, url: str, dialect: Dialect = POSTGRES) -> None:
@@ -104,19 +104,6 @@ class PostgresLedger:
         with self._lock, self._connection().cursor() as cur:
             cur.execute(self.dialect.prune, (before,))
             return cur.rowcount
-
-    def since(self, start: float, end: float | None = None) -> list[Row]:
-        """Rows with `start <= ts < end`, oldest first, without the JSON and the content."""
-        args = (start,) if end is None else (start, end)
-        return self._select(self.dialect.since(end is not None), args, LIGHT)
-
-    def tail(self, count: int) -> list[Row]:
-        """The last `count` rows, oldest first."""
-        return self._select(self.dialect.tail, (count,), COLUMNS)
-
-    def after(self, row_id: int, limit: int = 1000) -> list[Row]:
-        """Rows written after row `row_id`, oldest first."""
-        return self._select(self.dialect.after, (row_id, limit), COLUMNS)
 
     def close(self) -> None:
         with self._lock:

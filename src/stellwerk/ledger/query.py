@@ -118,3 +118,25 @@ def row(names: Sequence[str], values: Sequence[Any]) -> Row:
     data["fallback"] = bool(data["fallback"])
     data["estimated"] = bool(data["estimated"])
     return Row(**data)
+
+
+class Reads:
+    """The report queries every SQL backend shares; a backend supplies `dialect` and `_select`."""
+
+    dialect: Dialect
+
+    def _select(self, sql: str, args: tuple[object, ...], names: Sequence[str]) -> list[Row]:
+        raise NotImplementedError
+
+    def since(self, start: float, end: float | None = None) -> list[Row]:
+        """Rows with `start <= ts < end`, oldest first, without the JSON and the content."""
+        args = (start,) if end is None else (start, end)
+        return self._select(self.dialect.since(end is not None), args, LIGHT)
+
+    def tail(self, count: int) -> list[Row]:
+        """The last `count` rows, oldest first."""
+        return self._select(self.dialect.tail, (count,), COLUMNS)
+
+    def after(self, row_id: int, limit: int = 1000) -> list[Row]:
+        """Rows written after row `row_id`, oldest first."""
+        return self._select(self.dialect.after, (row_id, limit), COLUMNS)

@@ -21,12 +21,12 @@ from pathlib import Path
 from ..errors import ConfigError
 from . import query
 from .base import Row
-from .query import COLUMNS, LIGHT, SQLITE, Dialect
+from .query import SQLITE, Dialect
 
 BUSY_TIMEOUT_MS = 5000
 
 
-class SQLiteLedger:
+class SQLiteLedger(query.Reads):
     """A `LedgerBackend` in one SQLite file, safe for several processes on one machine."""
 
     def __init__(self, path: str | Path, dialect: Dialect = SQLITE) -> None:
@@ -56,19 +56,6 @@ class SQLiteLedger:
         """Delete rows older than `before`; return how many."""
         with self._lock:
             return self._conn.execute(self.dialect.prune, (before,)).rowcount
-
-    def since(self, start: float, end: float | None = None) -> list[Row]:
-        """Rows with `start <= ts < end`, oldest first, without the JSON and the content."""
-        args = (start,) if end is None else (start, end)
-        return self._select(self.dialect.since(end is not None), args, LIGHT)
-
-    def tail(self, count: int) -> list[Row]:
-        """The last `count` rows, oldest first."""
-        return self._select(self.dialect.tail, (count,), COLUMNS)
-
-    def after(self, row_id: int, limit: int = 1000) -> list[Row]:
-        """Rows written after row `row_id`, oldest first."""
-        return self._select(self.dialect.after, (row_id, limit), COLUMNS)
 
     def close(self) -> None:
         with self._lock:

@@ -198,12 +198,7 @@ async def post_json(
     """POST a JSON body and return the decoded JSON answer, or raise a classified ProviderError."""
     async with _post(session, spec, url, payload, headers, target) as response:
         body = await _read(response, target)
-    try:
-        return msgspec.json.decode(body)
-    except (ValueError, msgspec.DecodeError):
-        raise ProviderError(
-            FailureClass.SERVER, "malformed JSON from upstream", status=200, target=target
-        ) from None
+    return _decode(body, target)
 
 
 async def get_json(
@@ -228,6 +223,11 @@ async def get_json(
             f"cannot reach {spec.base_url} ({type(exc).__name__})",
             target=target,
         ) from None
+    return _decode(body, target)
+
+
+def _decode(body: bytes, target: str) -> Any:
+    """An upstream JSON body; a malformed one is a server failure (the next target may do)."""
     try:
         return msgspec.json.decode(body)
     except (ValueError, msgspec.DecodeError):
