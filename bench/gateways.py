@@ -4,9 +4,11 @@ Each gateway runs the way a user runs it (`stellwerk serve`, `litellm --config`)
 log file, on a port chosen up front so start-up can be timed from the spawn to the first 200 of
 its health endpoint. The Stellwerk configs point every provider at the one fake upstream; the
 routed one adds the work a real deployment does: automatic classification, a chain of three
-whose first target's key is in a billing cooldown (skipped by the plan) and whose second answers
-a fast 503 on every request (tried, failed, struck, passed over), budgets, and whatever else the
-installed version accepts (`OPTIONAL`, each tried on its own and dropped if the config rejects it).
+whose first target's key is in a billing cooldown (skipped by the plan) and whose second
+answers, budgets, and whatever else the installed version accepts (`OPTIONAL`, each tried on its
+own and dropped if the config rejects it). The failover config puts a target that answers a fast
+503 on every request second (tried, failed, struck, passed over), so each request makes two
+upstream calls.
 """
 
 from __future__ import annotations
@@ -153,8 +155,9 @@ def base_config(upstream: str) -> dict[str, Any]:
     }
 
 
-def routed_config(upstream: str) -> dict[str, Any]:
-    """The base config plus automatic routing over a chain of three whose first two fail fast."""
+def routed_config(upstream: str, failover: bool = False) -> dict[str, Any]:
+    """The base config plus automatic routing over a chain of three whose first key is cooling
+    down; with `failover`, the second target fails fast on every request and the third answers."""
     config = base_config(upstream)
     for name, key in (("bench-billing", "sk-fail-402"), ("bench-down", "sk-fail-503")):
         config["providers"][name] = {
@@ -174,7 +177,8 @@ def routed_config(upstream: str) -> dict[str, Any]:
         for model in CHAIN[:2]
     }
     config["stack"] = [CHAIN[2]]
-    config["tasks"] = {c: {"primary": CHAIN[0], "fallbacks": list(CHAIN[1:])} for c in CLASSES}
+    fallbacks = list(CHAIN[1:]) if failover else [CHAIN[2], CHAIN[1]]
+    config["tasks"] = {c: {"primary": CHAIN[0], "fallbacks": fallbacks} for c in CLASSES}
     config["cooldowns"] = {"breaker": "0s"}  # the 503 target is tried on every request
     return config
 

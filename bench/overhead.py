@@ -10,8 +10,10 @@ path, so only what stands between the client and the fake differs:
   stack the gateway is built on, so what is left above it is Stellwerk's own work;
 - `stellwerk`: client → `stellwerk serve` (a real process) → fake, the model named explicitly;
 - `stellwerk+routing`: the same with the routing work on: `model: auto` (classification), a chain
-  of three whose first key is cooling down and whose second answers a fast 503 on every request,
-  budgets and the ledger (each where the version under test has it);
+  of three whose first key is cooling down (the plan skips it) and whose second answers, budgets
+  and the ledger (each where the version under test has it);
+- `stellwerk+failover`: the same, but the second target answers a fast 503 on every request, so
+  every request fails over once: two upstream calls, a strike, a released reservation;
 - `litellm` (`--peer litellm`): the LiteLLM proxy in its own throwaway venv, default settings.
 
 Every path is started first (start-up to healthy and idle RSS are taken then); the phases then run
@@ -256,6 +258,11 @@ async def start_all(
         "stellwerk+routing", routed_config, workdir, args.workers
     )
     systems.append(System("stellwerk+routing", routed.url, "auto", "auto", routed))
+    failover_config, _, _ = gateways.with_optional(gateways.routed_config(fake.url, True))
+    failover = await gateways.start_stellwerk(
+        "stellwerk+failover", failover_config, workdir, args.workers
+    )
+    systems.append(System("stellwerk+failover", failover.url, "auto", "auto", failover))
     if args.peer == "litellm":
         if (litellm := await start_peer(args, fake.url, workdir, result)) is not None:
             systems.append(litellm)

@@ -85,13 +85,19 @@ def applies(limit: BudgetLimit, model: ModelSpec, task: str | None) -> bool:
     kind, _, value = limit.scope.partition(":")
     if kind == "all":
         return True
-    return value == {"provider": model.provider, "model": model.id, "task": task}.get(kind)
+    if kind == "provider":
+        return value == model.provider
+    if kind == "model":
+        return value == model.id
+    return kind == "task" and value == task
 
 
 def fraction(limit: BudgetLimit, use: BudgetUse) -> float:
     """How full `limit` is: the higher of its token and money shares (1.0 is full)."""
-    shares = [_share(use.tokens, limit.tokens), _share(use.micros, limit.micros)]
-    return max(s for s in shares if s is not None) if any(s is not None for s in shares) else 0.0
+    tokens, micros = _share(use.tokens, limit.tokens), _share(use.micros, limit.micros)
+    if tokens is None:
+        return 0.0 if micros is None else micros
+    return tokens if micros is None else max(tokens, micros)
 
 
 def _share(used: int, limit: int | None) -> float | None:
@@ -137,12 +143,15 @@ class BudgetState:
         return f"{self.percent}% {self.limit.window}{scope}"
 
 
+_UNUSED = BudgetUse()
+
+
 def state_of(
     limit: BudgetLimit, policy: BudgetPolicy, usage: Mapping[str, BudgetUse], now: float, tz: tzinfo
 ) -> BudgetState:
     """Where one limit stands at `now`, given live usage by counter key."""
     window = window_of(limit.window, now, tz)
-    use = usage.get(counter_key(limit, window), BudgetUse())
+    use = usage.get(counter_key(limit, window), _UNUSED)
     full = fraction(limit, use)
     return BudgetState(limit, window, use, full, level_of(full, policy))
 

@@ -7,8 +7,8 @@ the usage and cost. Credentials appear by id (`anthropic#1`), never by value.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,8 @@ from .types import Usage
 
 
 def new_request_id() -> str:
-    return f"req_{uuid.uuid4().hex[:24]}"
+    """`req_` and 96 random bits in hex (os.urandom: a seventh of uuid4's cost)."""
+    return f"req_{os.urandom(12).hex()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,10 +177,11 @@ def _admit(
         return "emergency mode: local only", None
     if not provider.available:
         return "no key", None
-    if snapshot.blocked(health_key(provider.name)):
-        return f"{provider.name} down (health check)", None
-    if blocked := snapshot.blocked(model_key(model.id)):
-        return describe(blocked, snapshot.now, tz), None
+    if snapshot.cooldowns:
+        if snapshot.blocked(health_key(provider.name)):
+            return f"{provider.name} down (health check)", None
+        if blocked := snapshot.blocked(model_key(model.id)):
+            return describe(blocked, snapshot.now, tz), None
     if (reason := _too_small(model, demand, context)) is not None:
         return reason, None
     missing = demand.needs - model.capabilities
@@ -212,6 +213,8 @@ def _credentials(
     """The provider's credentials not cooling down for this model, or why none is usable.
 
     A keyless local provider yields no credential and no reason: usable without one."""
+    if not snapshot.cooldowns:  # nothing cools down: every key is usable, in rotation order
+        return provider.credentials, ""
     ids = _credential_ids(provider)
     usable: list[Credential] = []
     blocks = []

@@ -108,6 +108,8 @@ class Budgets:
 
     async def _first(self, state: BudgetState, now: float) -> Level | None:
         """The highest threshold of `state` that nobody had marked yet, marking all reached."""
+        if state.level is Level.OK:  # the common case: no threshold reached, nothing to mark
+            return None
         first = None
         for level in (Level.WARN, Level.DOWNGRADE, Level.EXHAUSTED):
             flag = (state.key, level.label)

@@ -385,6 +385,24 @@ async def test_counters_end_with_their_window(store: StateStore) -> None:
     assert set((await store.snapshot(NOW + 3600)).budgets) == {WEEKLY, *tomorrow}
 
 
+async def test_a_reservation_stops_counting_on_a_window_that_ends_but_still_settles(
+    store: StateStore,
+) -> None:
+    rid = await store.reserve(WINDOWS, 100, 50, NOW, 7200)  # outlives the daily window
+    assert set((await store.snapshot(NOW + 3599)).budgets) == {DAILY, WEEKLY}
+    assert (await store.snapshot(NOW + 3600)).budgets == {WEEKLY: BudgetUse(100, 50, 100, 50)}
+    assert await store.settle(rid, 30, 20, NOW + 3601)
+    assert (await store.snapshot(NOW + 3601)).budgets == {WEEKLY: BudgetUse(30, 20)}
+
+
+async def test_reservations_lapse_one_by_one_at_their_own_ttl(store: StateStore) -> None:
+    for ttl in (10, 20, 30):
+        await store.reserve(WINDOWS, ttl, 1, NOW, ttl)
+    for at, left in [(NOW + 9.9, 60), (NOW + 10, 50), (NOW + 19.9, 50), (NOW + 20, 30)]:
+        assert (await store.snapshot(at)).budgets[DAILY].reserved_tokens == left, at
+    assert (await store.snapshot(NOW + 30)).budgets == {}
+
+
 async def test_concurrent_reserves_and_settles_add_up_exactly(store: StateStore) -> None:
     async def attempt(i: int) -> None:
         rid = await store.reserve(WINDOWS, 1000, 1000, NOW, TTL)

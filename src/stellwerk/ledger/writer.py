@@ -1,9 +1,10 @@
 """Recording decisions off the hot path: a buffer in memory, flushed in batches.
 
-`Ledger.record(decision)` is the router's sink. It turns the decision into a row and appends it
-to a list; it never waits for the disk. A background task, started by the first record, writes
-what has gathered every `flush_every` seconds (sooner once `batch` rows wait) in one transaction,
-in a worker thread. So a request never pays for a write, and under load one commit carries many
+`Ledger.record(decision)` is the router's sink. It appends the finished decision to a list and
+returns; it never waits for the disk, and the request does not even pay for turning the decision
+into a row. A background task, started by the first record, writes what has gathered every
+`flush_every` seconds (sooner once `batch` rows wait) in one transaction, in a worker thread that
+also builds the rows. So a request never pays for a write, and under load one commit carries many
 rows. `close()` stops the task and writes the rest: a clean shutdown loses nothing, a crash at
 most the rows of the last fraction of a second. A write that fails (disk full, a lock held too
 long) keeps its rows for the next try, up to `MAX_PENDING` of them.
@@ -49,7 +50,7 @@ class Ledger:
         self.flush_every = flush_every
         self.batch = batch
         self.dropped = 0  # rows lost because writes kept failing or came after close()
-        self._pending: list[Row] = []
+        self._pending: list[Decision] = []  # finished: nothing changes a decision once recorded
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -68,7 +69,7 @@ class Ledger:
             self.dropped += 1
             log.warning("ledger closed: decision %s not recorded", decision.request_id)
             return
-        self._pending.append(row_from(decision, store_content=self.store_content))
+        self._pending.append(decision)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ledger")
         if len(self._pending) >= self.batch:
@@ -81,7 +82,7 @@ class Ledger:
             if not rows:
                 return 0
             try:
-                await asyncio.to_thread(self.backend.write, rows)
+                await asyncio.to_thread(self._write, rows)
             except Exception as exc:
                 self._keep(rows, exc)
                 return 0
@@ -150,7 +151,10 @@ class Ledger:
         except Exception:
             log.exception("ledger: deleting old records failed")
 
-    def _keep(self, rows: Sequence[Row], exc: Exception) -> None:
+    def _write(self, decisions: Sequence[Decision]) -> None:
+        self.backend.write([row_from(d, store_content=self.store_content) for d in decisions])
+
+    def _keep(self, rows: Sequence[Decision], exc: Exception) -> None:
         """A failed write: put its rows back in front, within MAX_PENDING."""
         if not self._failing:
             log.error("ledger write failed, will retry: %s", exc)

@@ -9,7 +9,7 @@ bounded by the config, and never a key or a prompt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..failures import FailureClass
 
@@ -84,25 +84,36 @@ class Metrics:
             ["endpoint", "status"],
             registry=registry,
         )
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: `labels()` validates and locks on every
+        call, and the label values are bounded by the config."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, decision: Decision) -> None:
         """Count one finished request from its decision."""
+        child = self._child
         task, target = decision.task, decision.answered_by or "none"
-        self.requests.labels(task, target, outcome(decision)).inc()
+        child(self.requests, task, target, outcome(decision)).inc()
         for attempt in decision.attempts:
-            self.attempts.labels(attempt.target, attempt.failure or "ok").inc()
-            self.upstream.labels(attempt.target).observe(attempt.latency_ms / 1000)
+            child(self.attempts, attempt.target, attempt.failure or "ok").inc()
+            child(self.upstream, attempt.target).observe(attempt.latency_ms / 1000)
         for failure in fallback_failures(decision):
-            self.fallbacks.labels(failure).inc()
+            child(self.fallbacks, failure).inc()
         if decision.finished is not None:
-            self.duration.labels(task).observe(max(decision.finished - decision.started, 0.0))
+            child(self.duration, task).observe(max(decision.finished - decision.started, 0.0))
         if decision.answered_by is not None or decision.usage.total_tokens:
-            self.tokens.labels(target, "input").inc(decision.usage.input_tokens)
-            self.tokens.labels(target, "output").inc(decision.usage.output_tokens)
-            self.cost.labels(target).inc(decision.cost_micros / 1_000_000)
+            child(self.tokens, target, "input").inc(decision.usage.input_tokens)
+            child(self.tokens, target, "output").inc(decision.usage.output_tokens)
+            child(self.cost, target).inc(decision.cost_micros / 1_000_000)
 
     def response(self, endpoint: str, status: int) -> None:
-        self.responses.labels(endpoint, str(status)).inc()
+        self._child(self.responses, endpoint, str(status)).inc()
 
     def render(self, snapshot: Snapshot) -> bytes:
         """The text exposition, with the state gauges read from `snapshot`."""

@@ -82,8 +82,17 @@ class Snapshot:
 
     def blocked(self, *keys: str) -> Cooldown | None:
         """The active cooldown that lasts longest among `keys`, or None."""
-        found = [c for k in keys if (c := self.cooldowns.get(k)) and c.active(self.now)]
-        return max(found, key=lambda c: c.until) if found else None
+        cooldowns = self.cooldowns
+        if not cooldowns:  # the common case: the planner asks for every target of the chain
+            return None
+        longest = None
+        for key in keys:
+            c = cooldowns.get(key)
+            if c is None or not c.active(self.now):
+                continue
+            if longest is None or c.until > longest.until:
+                longest = c
+        return longest
 
 
 class StateStore(Protocol):

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 
 from ..failures import FailureClass
 from .base import Cooldown, Snapshot
 from .cooldown import forgotten, next_cooldown
 from .events import recent
 from .lua import Known, Mode
-from .tally import Counter, Reservation, Tally
+from .tally import Tally
 
 Replay = Callable[[], Awaitable[object]]
 """One journal entry: the operation, as it will run against Redis."""
@@ -40,10 +39,7 @@ class Book:
     def __init__(self, known: Known) -> None:
         self.cooldowns: dict[str, Cooldown] = dict(known.cooldowns)
         self.mode = known.mode
-        self.tally = Tally()
-        self.tally.counters = {c.key: c for c in known.counters}
-        for hold in known.holds:
-            self.tally.reservations[hold.id] = (*self.tally.reservations.get(hold.id, ()), hold)
+        self.tally = Tally(known.counters, known.holds)
         self.events: dict[str, list[float]] = {}
         self.journal: deque[Replay] = deque()
 
@@ -98,22 +94,15 @@ class Book:
     def reserve(
         self, rid: str, keys: Mapping[str, float], tokens: int, micros: int, now: float, ttl: float
     ) -> None:
-        self.tally.forget(now)
-        self.tally.reservations[rid] = tuple(
-            Reservation(rid, key, tokens, micros, now + ttl, end) for key, end in keys.items()
-        )
+        self.tally.reserve(keys, tokens, micros, now, ttl, rid)
 
     def settle(self, rid: str, keys: Mapping[str, float], tokens: int, micros: int) -> None:
         """Charge the actual usage to `keys` (the counters the reservation was made on)."""
-        self.tally.reservations.pop(rid, None)
-        for key, end in keys.items():
-            c = self.tally.counters.get(key) or Counter(key, 0, 0, end)
-            self.tally.counters[key] = replace(
-                c, tokens=c.tokens + tokens, micros=c.micros + micros
-            )
+        self.tally.release(rid)
+        self.tally.charge(keys, tokens, micros)
 
     def release(self, rid: str) -> None:
-        self.tally.reservations.pop(rid, None)
+        self.tally.release(rid)
 
     def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
         return self.tally.mark_warned(key, threshold, now, expires)
