@@ -44,12 +44,16 @@ class Gateway:
         self._inline_notice = inline_notice
         self.max_body = max_body or router.policy.gateway.max_body
         self.decisions: dict[str, Decision | None] = {}  # request id -> its decision, in flight
+        self._policy_keys: tuple[object, tuple[str, ...]] = (None, ())  # (policy, its keys)
 
     @property
     def api_keys(self) -> tuple[str, ...]:
         if self._api_keys is not None:
             return self._api_keys
-        return tuple(s.reveal() for s in self.router.policy.gateway.api_keys)
+        policy = self.router.policy
+        if self._policy_keys[0] is not policy:  # read again only after a config reload
+            self._policy_keys = (policy, tuple(s.reveal() for s in policy.gateway.api_keys))
+        return self._policy_keys[1]
 
     @property
     def inline_notice(self) -> bool:

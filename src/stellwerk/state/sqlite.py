@@ -8,14 +8,17 @@ Costs, measured on a 2-core machine:
 - `snapshot()` runs on every request, so it never touches the tables when nothing changed: an
   in-memory mirror of all rows is kept, and the check is `PRAGMA data_version` on the connection
   this store writes with, which moves only when another connection (another process) commits.
-  Then one small query reads two generation counters from `kv`, kept in the same transactions as
-  the writes (triggers count every change to the cooldowns and the mode, every budget write
-  counts the budget one), and only what changed is read again. In WAL mode a reader never waits
-  for a writer. Median `snapshot()`: ~8 µs (no rows) to ~20 µs (20 cooldowns, 3 budget counters,
-  64 reservations in flight) when nothing changed or after this store's own budget write. After
-  another process's budget write the budget tables are read whole: ~80 µs (one reservation) to
-  ~800 µs (64 in flight); after it changed the cooldowns or the mode, ~140 µs (20 rows) to ~850
-  µs (200 rows).
+  Then one small query reads two generations, kept in the same transactions as the writes: a
+  counter in `kv` that triggers count up on every change to the cooldowns and the mode, and the
+  last row of `budget_log`, to which every budget write appends one; only what changed is read
+  again. In WAL mode a reader never waits for a writer. Median `snapshot()`: ~8 µs (no rows) to
+  ~20 µs (20 cooldowns, 3 budget counters, 64 reservations in flight) when nothing changed or
+  after this store's own budget write. After another process's budget writes the mirror replays
+  them from the log, whatever the number in flight: ~70 µs after one write, ~13 µs more per
+  further write. A store more than `LOG_KEPT` writes behind reads the budget tables whole
+  instead: ~80 µs (one reservation in flight) to ~750 µs (64), about what replaying `LOG_KEPT`
+  writes costs. After another process changed the cooldowns or the mode, ~140 µs (20 rows) to
+  ~850 µs (200 rows).
 - Writes (a strike, a reset, a mode switch) happen on failures and admin actions only. They run
   at once on a connection that never waits (~0.07 ms) and, only when another process holds the
   write lock, in a worker thread (`asyncio.to_thread`) whose `busy_timeout` wait never stalls the
@@ -24,10 +27,11 @@ Costs, measured on a 2-core machine:
 - `recover(key)` runs after every successful attempt; it writes only when the mirror holds a row
   for the key, so the healthy path stays read-only.
 - Budgets are the exception, and only when limits are configured: each attempt is one `reserve`
-  and one `settle` (or `release`) transaction (~0.06 ms each). Each also counts the
-  `budget_generation` row up, so the store applies its own writes to the mirror (a `Tally`, whose
-  usage costs O(counters), not O(requests in flight)) and reads the budget tables again only when
-  another process wrote to them. Settled usage lives in `budget_counters`, estimates in flight in
+  and one `settle` (or `release`) transaction (~0.06-0.08 ms each). Each also appends what it did
+  to `budget_log` (~10 µs of that), its rowid the write's generation, so the store applies its
+  own writes to the mirror (a `Tally`, whose usage costs O(counters), not O(requests in flight))
+  and replays other processes' writes from the log. Every `LOG_KEPT` writes one of them trims
+  the log to the last `LOG_KEPT`. Settled usage lives in `budget_counters`, estimates in flight in
   `budget_reservations` (one row per counter; both WITHOUT ROWID, so a write changes one b-tree
   each), so settling is "delete the reservation, add the actual" and happens at most once.
   Ended windows and lapsed reservations no longer count when read; a reserve deletes their rows
@@ -45,7 +49,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -60,10 +64,10 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 SWEEP_EVERY = 5.0  # seconds between deletions of ended budget rows (reads skip them anyway)
+LOG_KEPT = 64  # budget writes the log keeps at least; a store further behind reads the tables
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 _STATE = "state_generation"  # kv row counting changes to cooldowns and the mode (triggers)
-_GENERATION = "budget_generation"  # kv row counting budget writes, by every process
 
 
 def _counted(table: str, event: str, row: str = "") -> str:
@@ -127,12 +131,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (id, key)""",
         ),
     ),
+    (
+        """CREATE TABLE budget_log (
+            generation INTEGER PRIMARY KEY, change TEXT NOT NULL, id TEXT NOT NULL,
+            tokens INTEGER, micros INTEGER, expires REAL, keys TEXT)""",
+        "DELETE FROM kv WHERE name = 'budget_generation'",  # the log's generations replace it
+    ),
 )
 """Schema steps in order; `PRAGMA user_version` counts how many a database has applied."""
 
 _COLUMNS = "key, until, reason, strikes, since, detail"
 _COUNTER = "key, tokens, micros, expires"
 _HELD = "id, key, tokens, micros, expires, key_expires"
+_LOGGED = "change, id, tokens, micros, expires, keys"
+_RESERVE, _SETTLE, _RELEASE = "reserve", "settle", "release"  # the changes in `budget_log`
 _EMERGENCY = "emergency"
 _EVENTS = "events:"  # kv rows `events:<name>` hold a JSON list of recent event times
 
@@ -147,13 +159,15 @@ class _Mode(NamedTuple):
 
 class _Read(NamedTuple):
     """What one look at the tables found: both generations, and the parts that changed since
-    the generations the mirror knew (None: unchanged, not read)."""
+    the generations the mirror knew (None: unchanged, not read). Budgets come as the budget
+    writes since the mirror's generation (`log`) or, failing that, the tables whole (`tally`)."""
 
     state: int
     budgets: int
     cooldowns: dict[str, Cooldown] | None
     mode: _Mode | None
     tally: Tally | None
+    log: list[tuple[Any, ...]] | None
 
 
 class SQLiteStore:
@@ -234,9 +248,8 @@ class SQLiteStore:
 
         Every `SWEEP_EVERY` seconds the same transaction deletes ended budget rows first."""
         rid = new_reservation_id()
-        rows = [(rid, key, tokens, micros, now + ttl, end) for key, end in keys.items()]
         sweep = abs(now - self._swept) >= SWEEP_EVERY
-        generation = await self._write(_reserve, rows, now, sweep)
+        generation = await self._write(_reserve, rid, keys, tokens, micros, now + ttl, now, sweep)
         if sweep:
             self._swept = now
         self._apply(generation, lambda tally: tally.reserve(keys, tokens, micros, now, ttl, rid))
@@ -283,6 +296,9 @@ class SQLiteStore:
                     self._rows, self._emergency, self._state = read.cooldowns, read.mode, read.state
                 if read.tally is not None:
                     self._tally, self._generation = read.tally, read.budgets
+                elif read.log is not None:
+                    _replay(self._tally, read.log)
+                    self._generation = read.budgets
                 self._version = version
             return self._rows, self._emergency
 
@@ -304,16 +320,14 @@ class SQLiteStore:
             self._write_lock.release()
 
     def _apply(self, generation: int, change: Callable[[Tally], object]) -> None:
-        """Our own budget write, made to the mirror as well: re-reading every reservation after
-        each one costs O(requests in flight) per request. Only when no other process wrote
-        budgets since the mirror was read (the generation says); else the next snapshot reads."""
+        """Our own budget write, made to the mirror as well: reading it back costs a read per
+        request. Only when the mirror knew every write before it (the generation says); else
+        the next snapshot replays it with the others' from the log (their commits moved the
+        `data_version` it watches)."""
         with self._read_lock:
-            known = self._generation
-            if known is not None and generation == known + 1:
+            if self._generation is not None and generation == self._generation + 1:
                 change(self._tally)
                 self._generation = generation
-            elif known is None or generation > known:
-                self._generation = None
 
     async def _change(self, fn: Callable[..., T], *args: Any) -> T:
         """A write to the cooldowns or the mode: the next snapshot reads them again (this
@@ -378,16 +392,20 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 def _load(conn: sqlite3.Connection, state: int | None, budgets: int | None) -> _Read:
     """Both generations, in one read transaction with the cooldowns and the mode when the state
-    generation is not `state`, and the budget tables when theirs is not `budgets`."""
+    generation is not `state`, and the budget writes since `budgets` when theirs is not (the
+    budget tables whole when the log cannot tell them)."""
     conn.execute("BEGIN")
     try:
-        sql = "SELECT name, value FROM kv WHERE name IN (?, ?)"
-        found = dict(conn.execute(sql, (_STATE, _GENERATION)).fetchall())
-        read = _Read(int(found.get(_STATE, 0)), int(found.get(_GENERATION, 0)), None, None, None)
+        sql = (
+            "SELECT (SELECT value FROM kv WHERE name = ?), (SELECT max(generation) FROM budget_log)"
+        )
+        state_now, budgets_now = conn.execute(sql, (_STATE,)).fetchone()
+        read = _Read(int(state_now or 0), budgets_now or 0, None, None, None, None)
         if read.state != state:
             read = read._replace(cooldowns=_load_cooldowns(conn), mode=_load_mode(conn))
         if read.budgets != budgets:
-            read = read._replace(tally=_load_tally(conn))
+            log = _load_log(conn, budgets, read.budgets)
+            read = read._replace(log=log, tally=_load_tally(conn) if log is None else None)
     finally:
         conn.execute("COMMIT")
     return read
@@ -408,6 +426,32 @@ def _load_tally(conn: sqlite3.Connection) -> Tally:
     counters = [Counter(*row) for row in conn.execute(f"SELECT {_COUNTER} FROM budget_counters")]
     holds = [Reservation(*row) for row in conn.execute(f"SELECT {_HELD} FROM budget_reservations")]
     return Tally(counters, holds)
+
+
+def _load_log(
+    conn: sqlite3.Connection, known: int | None, current: int
+) -> list[tuple[Any, ...]] | None:
+    """The budget writes after generation `known` up to `current`, oldest first, if the log
+    holds every one; None when the tables must be read whole: the mirror was never read, is
+    more than LOG_KEPT writes behind (replaying would cost more, and the log may be trimmed
+    past it) or ahead (a new file), or a write is missing from the log (deleted by hand)."""
+    if known is None or not 0 < current - known <= LOG_KEPT:
+        return None
+    sql = f"SELECT {_LOGGED} FROM budget_log WHERE generation > ? ORDER BY generation"
+    rows = conn.execute(sql, (known,)).fetchall()
+    return rows if len(rows) == current - known else None
+
+
+def _replay(tally: Tally, log: Iterable[Sequence[Any]]) -> None:
+    """Another store's budget writes, made to this store's mirror the way that store made them
+    to its own: the same result as reading the tables again, for a few µs per write."""
+    for change, rid, tokens, micros, expires, keys in log:
+        if change == _RESERVE:
+            tally.hold(rid, json.loads(keys), tokens, micros, expires)
+        elif change == _SETTLE:
+            _settled(tally, rid, None if keys is None else json.loads(keys), tokens, micros)
+        else:
+            tally.release(rid)
 
 
 def _cooldown(row: Sequence[Any]) -> Cooldown | None:
@@ -477,14 +521,28 @@ def _forget_budgets(conn: sqlite3.Connection, now: float) -> None:
     conn.execute("DELETE FROM budget_flags WHERE expires <= ?", (now,))
 
 
-def _next_generation(conn: sqlite3.Connection) -> int:
-    """Count one more budget write (inside its transaction): see `SQLiteStore._apply`."""
-    row = conn.execute(
-        """INSERT INTO kv (name, value, changed_at, reason) VALUES (?, '1', 0, '')
-           ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value""",
-        (_GENERATION,),
-    ).fetchone()
-    return int(row[0])
+def _logged(
+    conn: sqlite3.Connection,
+    change: str,
+    rid: str,
+    tokens: int | None = None,
+    micros: int | None = None,
+    expires: float | None = None,
+    keys: Mapping[str, float] | None = None,
+) -> int:
+    """Log what a budget write did, inside its transaction; its generation (the log's rowid:
+    one more than the last write's, as the log never loses its newest row).
+
+    Other processes replay the log instead of reading the tables whole (`_load_log`). Every
+    LOG_KEPT writes, the write that completes them trims the log to the last LOG_KEPT: it stays
+    small whatever the request rate (a time-based sweep would delete tens of thousands of rows
+    while holding the write lock)."""
+    sql = f"INSERT INTO budget_log ({_LOGGED}) VALUES (?, ?, ?, ?, ?, ?) RETURNING generation"
+    row = conn.execute(sql, (change, rid, tokens, micros, expires, _encoded(keys))).fetchone()
+    generation = int(row[0])
+    if generation % LOG_KEPT == 0:
+        conn.execute("DELETE FROM budget_log WHERE generation <= ?", (generation - LOG_KEPT,))
+    return generation
 
 
 def _settled(
@@ -497,13 +555,28 @@ def _settled(
         tally.charge(keys, tokens, micros)
 
 
+def _encoded(keys: Mapping[str, float] | None) -> str | None:
+    """Counter keys and their window ends as a log column; JSON keeps every float exact."""
+    return None if keys is None else json.dumps(dict(keys))
+
+
 def _reserve(
-    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now: float, sweep: bool
+    conn: sqlite3.Connection,
+    rid: str,
+    keys: Mapping[str, float],
+    tokens: int,
+    micros: int,
+    expires: float,
+    now: float,
+    sweep: bool,
 ) -> int:
+    """Hold the estimate on every counter in `keys`. A sweep's deletions are not logged: they
+    delete only what has stopped counting, which a mirror forgets by itself at that time."""
     if sweep:
         _forget_budgets(conn, now)
+    rows = [(rid, key, tokens, micros, expires, end) for key, end in keys.items()]
     conn.executemany(f"INSERT INTO budget_reservations ({_HELD}) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return _next_generation(conn)
+    return _logged(conn, _RESERVE, rid, tokens, micros, expires, keys)
 
 
 def _settle(
@@ -515,7 +588,7 @@ def _settle(
     held = conn.execute(sql, (rid,)).fetchall()
     conn.execute("DELETE FROM budget_reservations WHERE id = ?", (rid,))
     if not held or held[0][1] <= now:
-        return None, _next_generation(conn)
+        return None, _logged(conn, _SETTLE, rid, tokens, micros)
     keys = {key: key_expires for key, _, key_expires in held}
     conn.executemany(
         f"""INSERT INTO budget_counters ({_COUNTER}) VALUES (?, ?, ?, ?)
@@ -523,12 +596,12 @@ def _settle(
             micros = micros + excluded.micros""",
         [(key, tokens, micros, end) for key, end in keys.items()],
     )
-    return keys, _next_generation(conn)
+    return keys, _logged(conn, _SETTLE, rid, tokens, micros, keys=keys)
 
 
 def _release(conn: sqlite3.Connection, rid: str) -> tuple[bool, int]:
     removed = conn.execute("DELETE FROM budget_reservations WHERE id = ?", (rid,)).rowcount
-    return bool(removed), _next_generation(conn)
+    return bool(removed), _logged(conn, _RELEASE, rid)
 
 
 def _mark_warned(

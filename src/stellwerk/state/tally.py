@@ -139,9 +139,16 @@ class Tally:
         ttl`; return the reservation id (`rid` when the caller already chose one)."""
         self.forget(now)
         rid = rid or new_reservation_id()
-        held = tuple(Reservation(rid, k, tokens, micros, now + ttl, end) for k, end in keys.items())
-        self._hold(rid, held)
+        self.hold(rid, keys, tokens, micros, now + ttl)
         return rid
+
+    def hold(
+        self, rid: str, keys: Mapping[str, float], tokens: int, micros: int, expires: float
+    ) -> None:
+        """Hold reservation `rid` on every counter in `keys` until `expires`: a reservation
+        made elsewhere (another process's, replayed from the SQLite store's budget log)."""
+        held = tuple(Reservation(rid, k, tokens, micros, expires, end) for k, end in keys.items())
+        self._hold(rid, held)
 
     def settle(self, rid: str, tokens: int, micros: int, now: float) -> bool:
         """Replace a live reservation's estimate with the actual usage; False if it is unknown
