@@ -20,8 +20,10 @@ text is read, so classification costs well under a millisecond. The weights load
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -120,7 +122,7 @@ def _suggest(name: str, policy: Policy) -> str:
     return f" (did you mean {close[0]}?)" if close else " (see `stellwerk config show`)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Directive:
     text: str  # the last user turn without the directive
     written: str = ""  # the directive as typed, "" when there is none
@@ -137,11 +139,11 @@ def _directive(request: ChatRequest, policy: Policy) -> _Directive:
     """`/model <alias>` opening the last user turn, or a `# Model: <alias>` line in it or the
     system prompt. `auto:<class>` names a class; an unknown name is ignored, with a note."""
     text = request.last_user_text()
-    found = _SLASH_MODEL.search(text) or _MODEL_LINE.search(text)
+    found = (_SLASH_MODEL.search(text) if "/model" in text else None) or _model_line(text)
     if found is not None:
         text = text[: found.start()] + text[found.end() :]
-    elif "model" in (request.system or "").lower():
-        found = _MODEL_LINE.search(request.system or "")
+    elif request.system:
+        found = _model_line(request.system)
     if found is None:
         return _Directive(text)
     written, name = found.group(0).strip(), found.group(1).strip().lower()
@@ -158,19 +160,31 @@ def _directive(request: ChatRequest, policy: Policy) -> _Directive:
     return _Directive(text, written, model=spec.id)
 
 
+def _model_line(text: str) -> re.Match[str] | None:
+    """The first `# Model: <alias>` line; substring tests first, as few texts hold one."""
+    if "#" not in text or "model" not in text.lower():
+        return None
+    return _MODEL_LINE.search(text)
+
+
 # -- the text classifier ----------------------------------------------------------------------
+
+_Signal = tuple[TaskClass, float, str]  # a class, the weight added to its score, and why
+_POSITION = {t: i for i, t in enumerate(TEXT_CLASSES)}  # scores are lists in this order
+_HEARTBEAT_AT = _POSITION[TaskClass.HEARTBEAT]
+_NAMES = tuple(str(t) for t in TEXT_CLASSES)
 
 
 def _guess(request: ChatRequest, user_text: str, policy: Policy) -> Classification:
-    text = user_text if user_text.strip() else request.system or ""
-    if not text.strip():
+    text = (request.system or "") if _blank(user_text) else user_text
+    if _blank(text):
         task = policy.routing.default_task
         return Classification(task, 0.0, f"nothing to classify: default {task}", "default")
-    logits, why = _scores(text, request, user_text, policy)
+    logits, fired, model = _scores(text, request, user_text, policy)
     probs = _softmax(logits)
-    best = max(probs, key=probs.__getitem__)
-    confidence = probs[best]
-    scores = {str(t): round(p, 4) for t, p in probs.items()}
+    at = probs.index(max(probs))  # the first of equals, as `max` keeps it
+    best, confidence = TEXT_CLASSES[at], probs[at]
+    scores = {name: round(p, 4) for name, p in zip(_NAMES, probs, strict=True)}
     if confidence < policy.routing.min_confidence:
         task = policy.routing.default_task
         reason = (
@@ -178,69 +192,93 @@ def _guess(request: ChatRequest, user_text: str, policy: Policy) -> Classificati
             f"{policy.routing.min_confidence:.2f}): default {task}"
         )
         return Classification(task, confidence, reason, "default", scores=scores)
-    return Classification(best, confidence, _explain(best, why), "classifier", scores=scores)
+    reason = _explain(best, fired, model)
+    return Classification(best, confidence, reason, "classifier", scores=scores)
 
 
 def _scores(
     text: str, request: ChatRequest, user_text: str, policy: Policy
-) -> tuple[dict[TaskClass, float], dict[TaskClass, list[str]]]:
-    """Model scores plus the weight of every rule that fired, and what spoke for each class.
+) -> tuple[list[float], list[_Signal], list[float] | None]:
+    """The score per class (in `TEXT_CLASSES` order), the signals that fired, and the model's
+    own scores (None when the model did not run).
 
     Only heartbeat signals (built-in, or the user's rules for `heartbeat`) make a heartbeat, and
     a certain one skips the model and the built-in rules: heartbeats are the most frequent
     requests of an idle agent, often long, and get a minimal context, so a real task taken for
     one would lose its history.
     """
-    logits = dict.fromkeys(TEXT_CLASSES, 0.0)
-    why: dict[TaskClass, list[str]] = {t: [] for t in TEXT_CLASSES}
-    user = _user_rules(text, request, policy)
-    fired = _heartbeat(text, request, user_text, [r for r in user if r[0] is TaskClass.HEARTBEAT])
+    bounded = _bounded(text, HEAD_CHARS, TAIL_CHARS)
+    user = _user_rules(bounded, request, policy)
+    beats = [r for r in user if r[0] is TaskClass.HEARTBEAT] if user else user
+    fired = _heartbeat(bounded, request, user_text, beats)
+    model = None
     if not fired or fired[0][1] < _DECISIVE:
         read = _read(text)
         model = _model_logits(read)
-        if model:
-            logits.update(model)
-            for task, p in _softmax(model).items():
-                why[task].append(f"model {p:.2f}")
-        fired.extend(_builtin(read))
+        fired += _builtin(read)
+    logits = [0.0] * len(TEXT_CLASSES) if model is None else model.copy()
     if not fired or fired[0][0] is not TaskClass.HEARTBEAT:
-        logits[TaskClass.HEARTBEAT] -= _DECISIVE  # no heartbeat signal: the model cannot say so
-    fired.extend(r for r in user if r[0] is not TaskClass.HEARTBEAT)
-    for task, weight, name in reversed(fired):
-        logits[task] = logits.get(task, 0.0) + weight
-        why.setdefault(task, []).insert(0, name)
-    return logits, why
+        logits[_HEARTBEAT_AT] -= _DECISIVE  # no heartbeat signal: the model cannot say so
+    if user:
+        fired += [r for r in user if r[0] is not TaskClass.HEARTBEAT]
+    for task, weight, _ in reversed(fired):  # last first: float sums depend on the order
+        logits[_POSITION[task]] += weight
+    return logits, fired, model
 
 
 def _heartbeat(
-    text: str, request: ChatRequest, user_text: str, user_rules: list[tuple[TaskClass, float, str]]
-) -> list[tuple[TaskClass, float, str]]:
+    text: str, request: ChatRequest, user_text: str, user_rules: list[_Signal]
+) -> list[_Signal]:
     """The heartbeat evidence as one signal: 3 or more (built-in plus the user's) is certain."""
-    evidence, names = _heartbeat_evidence(_bounded(text, HEAD_CHARS, TAIL_CHARS))
+    if not user_rules and not request.system and "heartbeat" not in text.lower():
+        return []  # most requests: nothing could speak for a heartbeat
+    evidence, names = _heartbeat_evidence(text)
     system = _system_heartbeat(request, user_text)
     if system > evidence:
         evidence, names = system, ["in the system prompt"]
-    evidence += sum(weight for _, weight, _ in user_rules)
-    names += [name for _, _, name in user_rules]
+    if user_rules:
+        evidence += sum(weight for _, weight, _ in user_rules)
+        names += [name for _, _, name in user_rules]
     if evidence <= 0:
         return []
     weight = _DECISIVE if evidence >= 3 else evidence
     return [(TaskClass.HEARTBEAT, weight, f"heartbeat prompt ({', '.join(names)})")]
 
 
-def _builtin(read: _Text) -> list[tuple[TaskClass, float, str]]:
-    """The built-in rules that fire; a short question no rule claims is most likely a lookup."""
-    fired = [(task, weight, name) for task, weight, name, test in _rules() if test(read)]
+def _opener(tokens: list[str]) -> str:
+    """The first word (or number, read as 0) of a text: where a pattern `\\A\\W*` leads to."""
+    for token in tokens:
+        if token[0].isalnum() or token[0] == "_":
+            return token
+    return ""
+
+
+def _builtin(read: _Text) -> list[_Signal]:
+    """The built-in rules that fire; a short question no rule claims is most likely a lookup.
+
+    Only the tests whose words occur run (one set intersection finds them), in table order; a
+    rule's later tests are skipped once one passed.
+    """
+    book = _rulebook()
+    tried = book.always.union(
+        *map(book.by_word.__getitem__, read.words & book.words),
+        book.by_opener.get(_opener(read.tokens), ()),
+    )
+    fired: list[_Signal] = []
+    for at in sorted(tried):
+        signal, test = book.tests[at]
+        if (not fired or fired[-1] is not signal) and test(read):
+            fired.append(signal)
     if not fired and _SHORT_QUESTION.search(read.low):
         fired.append((TaskClass.SIMPLE, 1.25, "short question"))
     return fired
 
 
-def _user_rules(
-    text: str, request: ChatRequest, policy: Policy
-) -> list[tuple[TaskClass, float, str]]:
-    """The config's rules (on the same bounded text) and the kind of tools defined."""
-    bounded = _bounded(text, HEAD_CHARS, TAIL_CHARS)
+def _user_rules(bounded: str, request: ChatRequest, policy: Policy) -> list[_Signal]:
+    """The config's rules (on the bounded text heartbeats are read in) and the kind of tools
+    defined."""
+    if not policy.rules and not request.tools:
+        return []
     fired = [
         (rule.task, rule.weight, f"rule /{rule.pattern}/")
         for rule, pattern in _compiled(policy.rules)
@@ -251,18 +289,30 @@ def _user_rules(
     return fired
 
 
-def _explain(task: TaskClass, why: Mapping[TaskClass, list[str]]) -> str:
-    signals = why.get(task, [])
+def _explain(task: TaskClass, fired: list[_Signal], model: list[float] | None) -> str:
+    """What spoke for a class: its signals in the order they fired, then the model's score.
+
+    Built for the winning class only, and so the model's probabilities are computed here, not
+    for every request that is then explained by a default.
+    """
+    signals = [name for t, _, name in fired if t is task]
+    if model is not None:
+        signals.append(f"model {_softmax(model)[_POSITION[task]]:.2f}")
     if task is TaskClass.HEARTBEAT and signals[:1] and signals[0].startswith("heartbeat"):
         return signals[0]
     return f"{task} ({', '.join(signals) or 'prior'})"
 
 
-def _softmax(logits: Mapping[TaskClass, float]) -> dict[TaskClass, float]:
-    top = max(logits.values())
-    exps = {t: math.exp(v - top) for t, v in logits.items()}
-    total = sum(exps.values())
-    return {t: e / total for t, e in exps.items()}
+def _softmax(logits: list[float]) -> list[float]:
+    top = max(logits)
+    exps = [math.exp(v - top) for v in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def _blank(text: str) -> bool:
+    """`not text.strip()`, without copying a long text to find out."""
+    return not text or text.isspace()
 
 
 def _bounded(text: str, head: int, tail: int) -> str:
@@ -323,7 +373,7 @@ def _system_heartbeat(request: ChatRequest, user_text: str) -> float:
     prompt is the text itself and is read in full.
     """
     system = request.system or ""
-    if not system or not user_text.strip():
+    if not system or _blank(user_text):
         return 0.0
     evidence, _ = _heartbeat_evidence(system[:1000])
     return evidence if evidence >= 3 else 0.0
@@ -335,7 +385,7 @@ _TOKEN = re.compile(r"[a-z_][a-z0-9_]*|\d+(?:[.,]\d+)*|[^\sa-z0-9_]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Text:
     """A text bounded to its head and tail, as written, lowered, and as tokens (digits -> 0)."""
 
@@ -343,13 +393,18 @@ class _Text:
     low: str
     tokens: list[str]
     words: frozenset[str]
+    digits: bool  # False: not a digit in it, so no number to look for
 
 
 def _read(text: str) -> _Text:
     raw = _bounded(text, RULE_HEAD, RULE_TAIL)
     low = raw.lower()
-    tokens = ["0" if t[0].isdigit() else t for t in _TOKEN.findall(low)]
-    return _Text(raw, low, tokens, frozenset(tokens))
+    tokens = _TOKEN.findall(low)
+    # A digit other than 0-9 can occur only in a text that is not ASCII.
+    digits = not low.isascii() or any(map(low.__contains__, "0123456789"))
+    if digits:
+        tokens = ["0" if t[0].isdigit() else t for t in tokens]
+    return _Text(raw, low, tokens, frozenset(tokens), digits)
 
 
 # -- built-in rules: strong signals the training data under-represents ------------------------
@@ -357,24 +412,38 @@ def _read(text: str) -> _Text:
 _Test = Callable[[_Text], bool]
 
 
-def _low(pattern: str, needs: str = "") -> _Test:
-    """A rule on the lowered text; it runs only if one of the words in `needs` occurs."""
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A test, tried only if one of the words it `needs` occurs or the text `opens` with one of
+    its words (`_opener`), or always when it names none: the patterns are the cost."""
+
+    needs: frozenset[str]
+    opens: frozenset[str]
+    test: _Test
+
+
+_Checks = tuple[_Check, ...]  # a rule fires if one of its tests passes
+
+
+def _low(pattern: str, needs: str = "", opens: str = "", also: str = "") -> _Checks:
+    """A rule on the lowered text; with `also`, one of those words must occur as well."""
     search = re.compile(pattern, re.M).search
-    wanted = frozenset(needs.split())
-    if not wanted:
-        return lambda t: search(t.low) is not None
-    return lambda t: not wanted.isdisjoint(t.words) and search(t.low) is not None
+    more = frozenset(also.split())
+
+    def test(t: _Text) -> bool:
+        return (not more or not more.isdisjoint(t.words)) and search(t.low) is not None
+
+    return (_Check(frozenset(needs.split()), frozenset(opens.split()), test),)
 
 
-def _cased(pattern: str, needs: str = "") -> _Test:
+def _cased(pattern: str, needs: str) -> _Checks:
     """A rule on the text as written, for patterns that depend on case."""
     search = re.compile(pattern, re.M).search
-    wanted = frozenset(needs.split())
-    return lambda t: not wanted.isdisjoint(t.words) and search(t.raw) is not None
+    return (_Check(frozenset(needs.split()), frozenset(), lambda t: search(t.raw) is not None),)
 
 
-def _either(*tests: _Test) -> _Test:
-    return lambda t: any(test(t) for test in tests)
+def _either(*alternatives: _Checks) -> _Checks:
+    return tuple(check for checks in alternatives for check in checks)
 
 
 _ASKS_AMOUNT = re.compile(
@@ -382,6 +451,8 @@ _ASKS_AMOUNT = re.compile(
     r"what(?: is|'s) the (?:total|sum|average|difference|number)|in total|altogether|left over|"
     r"remain)\b"
 )
+# Wherever `_ASKS_AMOUNT` matches, one of these is a word of the text: a set test goes first.
+_AMOUNT_WORDS = frozenset("how what total altogether left remain".split())
 _QUANTITY = frozenset(
     "half twice thrice double triple quarter percent more less fewer times % $".split()
 )
@@ -389,14 +460,14 @@ _QUANTITY = frozenset(
 
 def _word_problem(t: _Text) -> bool:
     """A question about an amount, with the numbers to compute it from."""
-    if "0" not in t.words or not _ASKS_AMOUNT.search(t.low):
+    if _AMOUNT_WORDS.isdisjoint(t.words) or not _ASKS_AMOUNT.search(t.low):
         return False
     numbers = len(_NUMBER.findall(t.low))
     return numbers >= 2 or not _QUANTITY.isdisjoint(t.words)
 
 
 def _equation_pattern() -> str:
-    """An operator between operands (`3 + 4`, `x = 2`, `2x - 5`, `x^2`) or `f(x) =`.
+    """An operator between operands (`3 + 4`, `x = 2`, `2x - 5`, `x^2`).
 
     The pattern starts at the operator and looks behind, which is several times faster than
     trying every word; `2026-03-26` and `1939-1945` are no equations.
@@ -404,7 +475,7 @@ def _equation_pattern() -> str:
     op = r"[-+*/^=<>]"
     before = (r"\d[+*/^=<>]", rf"\d {op}", rf"\b[a-z] ?{op}", rf"\b\d[a-z] ?{op}")
     behind = "|".join(f"(?<={b})" for b in _fixed_widths(before))
-    return rf"{op}(?:{behind}) ?\{{?\d|\b[a-z]\([a-z0-9]\) ?="
+    return rf"{op}(?:{behind}) ?\{{?\d"
 
 
 def _fixed_widths(patterns: tuple[str, ...]) -> list[str]:
@@ -443,7 +514,7 @@ _C, _R, _X, _S = TaskClass.CODE, TaskClass.REASONING, TaskClass.COMPLEX, TaskCla
 
 # fmt: off
 @functools.cache
-def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
+def _rules() -> tuple[tuple[TaskClass, float, str, _Checks], ...]:
     """The built-in rules, compiled on first use so that importing stays cheap."""
     return (
         (_C, 3.75, "code syntax", _either(
@@ -452,8 +523,10 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
                    r"[ \t]*\(", "public private protected static"),
             _cased(r"^[ \t]*(?:#include[ \t]*<|(?:import|from)[ \t]+[\w.]+"
                    r"(?:[ \t]+import\b|;?$))", "include import from"),
-            _cased(r"console\.log\(|System\.out\.print|\bfunction\s+\w+\s*\(|=>\s*\{|\\n {2,}\w",
-                   "console system function > \\"),
+            # one pattern each, so that those opening with a literal are found by a fast scan
+            *(_cased(pattern, "console system function > \\") for pattern in (
+                r"console\.log\(", r"System\.out\.print", r"\bfunction\s+\w+\s*\(", r"=>\s*\{",
+                r"\\n {2,}\w")),
             _cased(r"\bSELECT\s+[\w*, ]+?\s+FROM\b", "select"),
             _cased(r"\b[A-Z]\w*(?:Exception|Error)\b", "exception error"),
         )),
@@ -479,7 +552,10 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             r"null ?pointer|runtime error|refactor)\b",
             "bug debug compile compiler syntax stack stacktrace exception segfault null "
             "nullpointer runtime refactor")),
-        (_R, 1.9, "equation", _low(_equation_pattern(), "0 =")),
+        (_R, 1.9, "equation", _either(
+            _low(_equation_pattern(), "0"),  # a number follows the operator
+            _low(r"\b[a-z]\([a-z0-9]\) ?=", "="),  # f(x) =
+        )),
         (_R, 2.5, "math vocabulary", _low(
             r"\b(?:solve|equations?|integral|derivative|probability|prove that|inequality|"
             r"polynomial|theorem|conjecture|lemma|formula|calculate|compute|integers?|"
@@ -487,7 +563,8 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             "solve equation equations integral derivative probability prove inequality "
             "polynomial theorem conjecture lemma formula calculate compute integer integers "
             "prime factorial remainder divisible")),
-        (_R, 2.5, "word problem", _word_problem),
+        (_R, 2.5, "word problem",  # it needs a number, read as 0
+         (_Check(frozenset({"0"}), frozenset(), _word_problem),)),
         (_R, 2.5, "logic puzzle", _low(
             r"\btrue,? false,? or uncertain\b|\bpremises?\b|\bpuzzle\b|\bstep[- ]by[- ]step\b|"
             r"\bdeduce\b|\blogically\b",
@@ -502,40 +579,84 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Test], ...]:
             r"\A\W*(?:please\s+|can you\s+|could you\s+|help me\s+|i need you to\s+|"
             r"i want you to\s+)?(?:write|compose|draft|craft|rewrite|rephrase|paraphrase|edit|"
             r"revise|proofread|polish|expand|shorten|condense|invent|brainstorm|come up with|"
-            r"imagine|pretend|role-?play|act as)\b")),
+            r"imagine|pretend|role-?play|act as)\b",
+            opens="please can could help i write compose draft craft rewrite rephrase paraphrase "
+            "edit revise proofread polish expand shorten condense invent brainstorm come imagine "
+            "pretend role roleplay act")),
         (_X, 1.9, "writing genre", _low(
             r"\b(?:write|compose|draft|craft|create|generate|make|produce|come up with|give me)"
             r"\s+(?:me\s+|us\s+)?(?:a|an|the|some|one|two|three|\d+)?\s*(?:[\w-]+\s+){0,4}"
             rf"{_GENRE}\b",
             "write compose draft craft create generate make produce come give")),
-        (_X, 2.5, "role play", _either(
+        (_X, 2.5, "role play", _either(  # no `opens`: "roleplay" may open a longer first word
             _low(r"\A\W*(?:as (?:an?|the|my) |imagine (?:you are|yourself)|"
                  r"pretend (?:to be|you are)|you are an?\b|act as|roleplay|role-play)"),
             _low(r"\b(?:in the style|from the perspective) of\b", "style perspective"),
             _cased(r"\A\W*[Aa]s [A-Z][\w.'-]+(?: [A-Z][\w.'-]+)*,", "as"),
         )),
-        (_X, 5.5, "counterfactual", _low(
-            r"\bwhat if\b|\bwhat would have happened if\b|\bhow (?:would|might) .{3,80} "
-            r"(?:be different|have changed|change|differ) if\b|"
-            r"\bif\b[^.?!\n]{3,80}\bhad (?:never|not|been)\b", "if")),
-        (_S, 3.75, "extraction", _low(r"\A\W*(?:please\s+)?extract\b")),
+        (_X, 5.5, "counterfactual", _either(
+            _low(r"\bwhat if\b|\bwhat would have happened if\b", "if", also="what"),
+            _low(r"\bhow (?:would|might) .{3,80} (?:be different|have changed|change|differ) if\b",
+                 "if", also="how"),
+            _low(r"\bif\b[^.?!\n]{3,80}\bhad (?:never|not|been)\b", "if", also="had"),
+        )),
+        (_S, 3.75, "extraction", _low(r"\A\W*(?:please\s+)?extract\b", opens="please extract")),
         (_S, 2.5, "lookup", _either(
             _low(r"\A\W*(?:please\s+)?(?:identify|classify|categorize|indicate|name|list|"
-                 r"define|tell me|give (?:me )?(?:some )?examples|provide (?:me with )?a list)\b"),
+                 r"define|tell me|give (?:me )?(?:some )?examples|provide (?:me with )?a list)\b",
+                 opens="please identify classify categorize indicate name list define tell give "
+                 "provide"),
             _low(r"choose the correct answer|which of the following", "correct following"),
         )),
     )
 # fmt: on
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleBook:
+    """The built-in rules' tests in table order, each with the signal of its rule, and which
+    tests each word is needed by."""
+
+    tests: tuple[tuple[_Signal, _Test], ...]
+    by_word: Mapping[str, frozenset[int]]
+    words: frozenset[str]  # the words any test needs
+    by_opener: Mapping[str, frozenset[int]]
+    always: frozenset[int]  # the tests that name no word
+
+
+@functools.cache
+def _rulebook() -> _RuleBook:
+    """The index `_builtin` picks its tests from, built with the rules on first use."""
+    tests: list[tuple[_Signal, _Test]] = []
+    by_word: dict[str, set[int]] = {}
+    by_opener: dict[str, set[int]] = {}
+    always: set[int] = set()
+    for task, weight, name, checks in _rules():
+        signal = (task, weight, name)
+        for check in checks:
+            for word in check.needs:
+                by_word.setdefault(word, set()).add(len(tests))
+            for word in check.opens:
+                by_opener.setdefault(word, set()).add(len(tests))
+            if not check.needs and not check.opens:
+                always.add(len(tests))
+            tests.append((signal, check.test))
+    words = {word: frozenset(at) for word, at in by_word.items()}
+    openers = {word: frozenset(at) for word, at in by_opener.items()}
+    return _RuleBook(tuple(tests), words, frozenset(words), openers, frozenset(always))
+
+
 # -- the trained model -------------------------------------------------------------------------
 
 _INDENTED = re.compile(r"^(?:    |\t)\S", re.M)
 _CODE_LINE = re.compile(r"^\s*(?:def|class|function|public|import|from|#include)\b", re.M)
+# Wherever `_CODE_LINE` matches, one of these is a word of the text: a set test goes first.
+_CODE_WORDS = frozenset("def class function public import from include".split())
 
 
 def _bucket(n: int, edges: tuple[int, ...]) -> int:
-    return next((i for i, edge in enumerate(edges) if n <= edge), len(edges))
+    """The number of edges below n: 0 for n <= edges[0], len(edges) above the last."""
+    return bisect.bisect_left(edges, n)
 
 
 def features(text: str) -> set[str]:
@@ -546,20 +667,23 @@ def features(text: str) -> set[str]:
 def _features(t: _Text) -> set[str]:
     tokens, low = t.tokens, t.low
     found = set(t.words)
-    found.update(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))
+    found.update(map(" ".join, itertools.pairwise(tokens)))
     if tokens:
         found.add(f"^{tokens[0]}")
-        found.update(f"^{tokens[0]} {b}" for b in tokens[1:2])
+        if len(tokens) > 1:
+            found.add(f"^{tokens[0]} {tokens[1]}")
     found.add(f"len:{_bucket(len(tokens), (5, 10, 20, 40, 80, 160, 320))}")
-    found.add(f"num:{_bucket(len(_NUMBER.findall(low)), (0, 1, 2, 4, 8))}")
+    numbers = len(_NUMBER.findall(low)) if t.digits else 0
+    found.add(f"num:{_bucket(numbers, (0, 1, 2, 4, 8))}")
     found.add(f"nl:{_bucket(low.count(chr(10)), (0, 1, 3, 8, 20))}")
-    shape = {
-        "!fence": "```" in low,
-        "!indent": _INDENTED.search(low) is not None,
-        "!codeline": _CODE_LINE.search(low) is not None,
-        "!qend": low.rstrip().endswith("?"),
-    }
-    found.update(name for name, present in shape.items() if present)
+    if "```" in low:
+        found.add("!fence")
+    if ("    " in low or "\t" in low) and _INDENTED.search(low):
+        found.add("!indent")
+    if not _CODE_WORDS.isdisjoint(t.words) and _CODE_LINE.search(low):
+        found.add("!codeline")
+    if low.rstrip().endswith("?"):
+        found.add("!qend")
     return found
 
 
@@ -568,7 +692,7 @@ class _Model:
     classes: tuple[TaskClass, ...]
     bias: tuple[float, ...]
     weights: Mapping[str, tuple[int, ...]]  # feature -> one weight per class, times `scale`
-    vocabulary: frozenset[str]
+    positions: tuple[int, ...]  # where each of `classes` is in TEXT_CLASSES
     unit: float = 1.0  # 1 / scale: applied once to each sum, not to 100k weights at load
 
 
@@ -593,7 +717,8 @@ def _model() -> _Model | None:
     data = msgspec.json.decode(raw, type=_Weights)
     classes = tuple(TaskClass(c) for c in data.classes)
     bias = tuple(b / data.scale for b in data.bias)
-    return _Model(classes, bias, data.weights, frozenset(data.weights), 1.0 / data.scale)
+    positions = tuple(_POSITION[c] for c in classes)
+    return _Model(classes, bias, data.weights, positions, 1.0 / data.scale)
 
 
 def preload() -> None:
@@ -601,18 +726,18 @@ def preload() -> None:
     _model()
 
 
-def _model_logits(text: _Text) -> dict[TaskClass, float] | None:
-    """The model's score per class, or None when the package ships no weights."""
+def _model_logits(text: _Text) -> list[float] | None:
+    """The model's score per class (in `TEXT_CLASSES` order), or None when the package ships no
+    weights. Features it has no weights for count only in the norm."""
     model = _model()
     if model is None:
         return None
     found = _features(text)
-    rows = map(model.weights.__getitem__, found & model.vocabulary)
+    rows = filter(None, map(model.weights.get, found))
     unit = model.unit
     sums = [sum(column) * unit for column in zip(*rows, strict=True)] or [0.0] * len(model.classes)
     norm = 1.0 / math.sqrt(len(found))
-    logits = dict.fromkeys(TEXT_CLASSES, 0.0)
-    logits.update(
-        (t, b + norm * s) for t, b, s in zip(model.classes, model.bias, sums, strict=True)
-    )
+    logits = [0.0] * len(TEXT_CLASSES)
+    for at, b, s in zip(model.positions, model.bias, sums, strict=True):
+        logits[at] = b + norm * s
     return logits

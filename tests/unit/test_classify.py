@@ -136,6 +136,39 @@ def test_works_without_shipped_weights(policy: Policy, monkeypatch: pytest.Monke
     assert ask(policy, HEARTBEAT).task is TaskClass.HEARTBEAT
 
 
+def test_a_blank_user_turn_reads_the_system_prompt(policy: Policy) -> None:
+    request = ChatRequest(
+        messages=(Message.of("user", " \n\t "),), system="Write a limerick about a cat."
+    )
+    result = classify(request, policy)
+    assert result.task is TaskClass.COMPLEX
+    assert "writing task" in result.reason
+
+
+SIGNALS = [  # (class, the signal that must speak for it, prompt)
+    ("complex", "writing task", "- Write a short poem about rain."),
+    ("complex", "writing task", "**Write** a haiku about the sea."),
+    ("simple", "lookup", "> List the planets of the solar system."),
+    ("simple", "lookup", "(Name three rivers in Peru.)"),
+    ("simple", "extraction", '"Extract the dates from this text: the meeting is on May 3."'),
+    ("complex", "counterfactual", "What if the Roman Empire had never fallen?"),
+    ("complex", "counterfactual", "How would life be different if the internet had not existed?"),
+    ("reasoning", "equation", "Let f(x) = x^y. What is f evaluated at y?"),
+    ("reasoning", "word problem", "Tom has 12 apples and eats 5. How many are left?"),
+    ("code", "code syntax", "const double = (x) => { return x * 2; }"),
+    ("code", "code syntax", "function add(a, b) { return a + b }"),
+]
+
+
+@pytest.mark.parametrize(("expected", "signal", "prompt"), SIGNALS)
+def test_rules_fire_behind_markup_and_in_each_phrasing(
+    policy: Policy, expected: str, signal: str, prompt: str
+) -> None:
+    result = ask(policy, prompt)
+    assert result.task == expected, result.reason
+    assert signal in result.reason
+
+
 # -- heartbeats in the shapes agents send them -------------------------------------------------
 
 HEARTBEATS = {
