@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import msgspec
+
 from ..errors import ConfigError
 from ..failures import FailureClass
 from .base import Cooldown, Snapshot
@@ -447,9 +449,10 @@ def _replay(tally: Tally, log: Iterable[Sequence[Any]]) -> None:
     to its own: the same result as reading the tables again, for a few µs per write."""
     for change, rid, tokens, micros, expires, keys in log:
         if change == _RESERVE:
-            tally.hold(rid, json.loads(keys), tokens, micros, expires)
+            tally.hold(rid, msgspec.json.decode(keys), tokens, micros, expires)
         elif change == _SETTLE:
-            _settled(tally, rid, None if keys is None else json.loads(keys), tokens, micros)
+            charged = None if keys is None else msgspec.json.decode(keys)
+            _settled(tally, rid, charged, tokens, micros)
         else:
             tally.release(rid)
 
@@ -556,8 +559,9 @@ def _settled(
 
 
 def _encoded(keys: Mapping[str, float] | None) -> str | None:
-    """Counter keys and their window ends as a log column; JSON keeps every float exact."""
-    return None if keys is None else json.dumps(dict(keys))
+    """Counter keys and their window ends as a log column; JSON keeps every float exact
+    (msgspec: a sixth of `json.dumps`'s cost, on every budget write)."""
+    return None if keys is None else msgspec.json.encode(keys).decode()
 
 
 def _reserve(
