@@ -98,8 +98,7 @@ class Book:
 
     def settle(self, rid: str, keys: Mapping[str, float], tokens: int, micros: int) -> None:
         """Charge the actual usage to `keys` (the counters the reservation was made on)."""
-        self.tally.release(rid)
-        self.tally.charge(keys, tokens, micros)
+        self.tally.settled(rid, keys, tokens, micros)
 
     def release(self, rid: str) -> None:
         self.tally.release(rid)

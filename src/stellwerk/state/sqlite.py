@@ -260,7 +260,7 @@ class SQLiteStore:
     async def settle(self, reservation: str, tokens: int, micros: int, now: float) -> bool:
         """Replace a live reservation's estimate with the actual usage (once, atomically)."""
         keys, generation = await self._write(_settle, reservation, tokens, micros, now)
-        self._apply(generation, lambda tally: _settled(tally, reservation, keys, tokens, micros))
+        self._apply(generation, lambda tally: tally.settled(reservation, keys, tokens, micros))
         return keys is not None
 
     async def release(self, reservation: str) -> bool:
@@ -452,7 +452,7 @@ def _replay(tally: Tally, log: Iterable[Sequence[Any]]) -> None:
             tally.hold(rid, msgspec.json.decode(keys), tokens, micros, expires)
         elif change == _SETTLE:
             charged = None if keys is None else msgspec.json.decode(keys)
-            _settled(tally, rid, charged, tokens, micros)
+            tally.settled(rid, charged, tokens, micros)
         else:
             tally.release(rid)
 
@@ -546,16 +546,6 @@ def _logged(
     if generation % LOG_KEPT == 0:
         conn.execute("DELETE FROM budget_log WHERE generation <= ?", (generation - LOG_KEPT,))
     return generation
-
-
-def _settled(
-    tally: Tally, rid: str, keys: Mapping[str, float] | None, tokens: int, micros: int
-) -> None:
-    """What `_settle` did to the tables, done to the mirror: the tables' verdict, not the
-    mirror's, decides whether the counters are charged."""
-    tally.release(rid)
-    if keys is not None:
-        tally.charge(keys, tokens, micros)
 
 
 def _encoded(keys: Mapping[str, float] | None) -> str | None:

@@ -159,6 +159,15 @@ class Tally:
         self.charge({r.key: r.key_expires for r in held}, tokens, micros)
         return True
 
+    def settled(
+        self, rid: str, keys: Mapping[str, float] | None, tokens: int, micros: int
+    ) -> None:
+        """A settle decided elsewhere (in the SQLite tables, or by Redis): drop reservation
+        `rid` and charge the counters the store charged (`keys`; None: it charged nothing)."""
+        self.release(rid)
+        if keys is not None:
+            self.charge(keys, tokens, micros)
+
     def charge(self, keys: Mapping[str, float], tokens: int, micros: int) -> None:
         """Add settled usage to the counters in `keys` (key -> its window's end)."""
         for key, end in keys.items():
