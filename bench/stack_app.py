@@ -1,6 +1,7 @@
 """One candidate HTTP stack around Stellwerk's request path, for `stacks.py`.
 
-`python stack_app.py SERVER CLIENT CONFIG PORT` serves POST /v1/chat/completions and GET /healthz.
+`python stack_app.py serve SERVER CLIENT CONFIG PORT` serves POST /v1/chat/completions and GET
+/healthz.
 The handler is the same on every server and does what the gateway's handler does for a
 non-streaming OpenAI request, minus the middleware (client keys, request ids, error answers):
 decode, parse, route through the real `Router` (classifier, plan, state store, budgets, ledger,
@@ -10,8 +11,9 @@ CLIENT is `aiohttp` (as shipped) or `pyreqwest` (the OpenAI adapter's non-stream
 through one pyreqwest client instead). It runs in the throwaway virtual environment `stacks.py`
 makes, never in Stellwerk's own.
 
-`python stack_app.py floor - CONFIG COUNT` measures the floor instead: the same path in process,
-COUNT times, with stub providers (no HTTP at all, no adapter); prints CPU and wall ms per request.
+`python stack_app.py floor CONFIG MODEL COUNT` measures the floor instead: the same path in
+process, COUNT requests for MODEL, with stub providers (no HTTP at all, no adapter); prints CPU and
+wall ms per request as JSON.
 """
 
 from __future__ import annotations
@@ -130,9 +132,11 @@ class Stub:
         return ChatResponse(model.id, content, usage=Usage(14, 3), upstream_model=model.upstream)
 
 
-async def floor(config: str, count: int) -> None:
+async def floor(config: str, model: str, count: int) -> None:
     import json
     import time
+
+    from gateways import ROUTE_PROMPT
 
     from stellwerk.config import load_policy
     from stellwerk.ledger import open_ledger
@@ -142,14 +146,8 @@ async def floor(config: str, count: int) -> None:
     stubs = {name: Stub() for name in policy.providers}
     store, ledger = open_store(policy.state), open_ledger(policy)
     router = as_served(Router(policy, store, providers=stubs, ledger=ledger))  # type: ignore[arg-type]
-    model = "auto" if "bench-billing" in policy.providers else "openai/gpt-4o-mini"
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": "What is the capital of Australia?"}],
-            "max_tokens": 64,
-        }
-    ).encode()
+    user = [{"role": "user", "content": ROUTE_PROMPT}]
+    body = json.dumps({"model": model, "messages": user, "max_tokens": 64}).encode()
     for _ in range(300):
         await answer(router, body, None)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -177,5 +175,7 @@ async def main(server: str, client: str, config: str, port: int) -> None:
 if __name__ == "__main__":
     import uvloop
 
-    server, client, config, number = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    uvloop.run(floor(config, number) if server == "floor" else main(server, client, config, number))
+    if sys.argv[1] == "floor":
+        uvloop.run(floor(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    else:
+        uvloop.run(main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))

@@ -30,7 +30,7 @@ from typing import Any
 import gateways
 import load
 import yaml
-from overhead import PROMPT, start_upstream
+from overhead import start_upstream
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,7 +75,7 @@ async def start_stack(
     state = workdir / name.replace("+", "-") / config.stem
     return await gateways.launch(
         f"{name}-{config.stem}",
-        [str(python), str(HERE / "stack_app.py"), server, client, str(config), str(port)],
+        [str(python), str(HERE / "stack_app.py"), "serve", server, client, str(config), str(port)],
         env=gateways.clean_env({"STELLWERK_STATE_DIR": str(state)}),
         url=f"http://127.0.0.1:{port}",
         health="/healthz",
@@ -83,16 +83,18 @@ async def start_stack(
     )
 
 
-def floor(python: Path, config: Path, workdir: Path, count: int) -> dict[str, float]:
+def floor(python: Path, config: Path, model: str, workdir: Path, count: int) -> dict[str, float]:
+    """Stellwerk's own work per request, in process: a fresh state directory each time."""
     state = workdir / "floor" / f"{config.stem}-{time.monotonic_ns()}"
-    argv = [str(python), str(HERE / "stack_app.py"), "floor", "-", str(config), str(count)]
+    argv = [str(python), str(HERE / "stack_app.py"), "floor", str(config), model, str(count)]
     env = gateways.clean_env({"STELLWERK_STATE_DIR": str(state)})
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def endpoint(url: str, model: str) -> load.Endpoint:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
+    user = [{"role": "user", "content": gateways.ROUTE_PROMPT}]
+    body = {"model": model, "messages": user, "max_tokens": 64}
     headers = {"authorization": f"Bearer {gateways.KEY}", "content-type": "application/json"}
     return load.Endpoint(f"{url}/v1/chat/completions", json.dumps(body).encode(), headers)
 
@@ -146,7 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                     ep, pid = systems[name]
                     rounds[name].append(await measure(ep, pid, args.seconds))
-                floors.append(floor(python, path, workdir, args.floor_requests))
+                floors.append(floor(python, path, model, workdir, args.floor_requests))
             result[kind] = {name: _median(samples) for name, samples in rounds.items()}
             result[kind]["floor"] = _median(floors)
             gateways.stop_all()
