@@ -13,17 +13,14 @@ transaction, and a file from a newer Stellwerk is refused rather than misread.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..sqlite_file import connect, migrate, transaction
 from . import query
 from .base import Row
 from .query import SQLITE, Dialect
-
-BUSY_TIMEOUT_MS = 5000
 
 
 class SQLiteLedger(query.Reads):
@@ -34,23 +31,18 @@ class SQLiteLedger(query.Reads):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dialect = dialect
         self._lock = threading.Lock()
-        self._conn = _connect(self.path)
+        self._conn = connect(self.path)
         try:
-            self._migrate()
+            migrate(self._conn, self.dialect.migrations, "ledger.path", self.path)
         except BaseException:
             self._conn.close()
             raise
 
     def write(self, rows: Sequence[Row]) -> None:
         """Append `rows` in one transaction."""
+        params = [query.params(r) for r in rows]
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(self.dialect.insert, [query.params(r) for r in rows])
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            transaction(self._conn, lambda conn: conn.executemany(self.dialect.insert, params))
 
     def prune(self, before: float) -> int:
         """Delete rows older than `before`; return how many."""
@@ -66,28 +58,3 @@ class SQLiteLedger(query.Reads):
             found = self._conn.execute(sql, args).fetchall()
         columns = ("id", *names)
         return [query.row(columns, values) for values in found]
-
-    def _migrate(self) -> None:
-        steps = self.dialect.migrations
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(steps):
-                raise ConfigError("ledger.path", f"{self.path} was written by a newer Stellwerk")
-            for statements in steps[version:]:
-                for sql in statements:
-                    conn.execute(sql)
-            conn.execute(f"PRAGMA user_version = {len(steps)}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn

@@ -55,8 +55,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from ..errors import ConfigError
 from ..failures import FailureClass
+from ..sqlite_file import connect, migrate, transaction
 from .base import Cooldown, Snapshot
 from .cooldown import STRIKE_MEMORY, next_cooldown
 from .events import recent
@@ -64,7 +64,6 @@ from .tally import Counter, Reservation, Tally, new_reservation_id
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
 SWEEP_EVERY = 5.0  # seconds between deletions of ended budget rows (reads skip them anyway)
 LOG_KEPT = 64  # budget writes the log keeps at least; a store further behind reads the tables
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -178,11 +177,11 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _connect(self.path)
+        self._writer = connect(self.path)
         self._write_lock = threading.Lock()
-        _migrate(self._writer, self.path)
-        self._reader = _connect(self.path)
-        self._inline = _connect(self.path, busy_timeout_ms=0)  # fails fast: see `_write`
+        migrate(self._writer, _MIGRATIONS, "state.path", self.path)
+        self._reader = connect(self.path)
+        self._inline = connect(self.path, busy_timeout_ms=0)  # fails fast: see `_write`
         self._read_lock = threading.Lock()
         self._version: int | None = None
         self._rows: dict[str, Cooldown] = {}
@@ -346,7 +345,7 @@ class SQLiteStore:
         event loop. The thread hop alone costs more than the write it carries."""
         if self._write_lock.acquire(blocking=False):
             try:
-                return _transaction(self._inline, fn, *args)
+                return transaction(self._inline, fn, *args)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode & 0xFF not in _BUSY:  # rolled back: retrying is safe
                     raise
@@ -355,41 +354,9 @@ class SQLiteStore:
 
         def locked() -> T:
             with self._write_lock:
-                return _transaction(self._writer, fn, *args)
+                return transaction(self._writer, fn, *args)
 
         return await asyncio.to_thread(locked)
-
-
-def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
-def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn, *args)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    def apply(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
-            raise ConfigError("state.path", f"{path} was written by a newer Stellwerk")
-        for statements in _MIGRATIONS[version:]:
-            for sql in statements:
-                conn.execute(sql)
-        conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
-
-    _transaction(conn, apply)
 
 
 def _load(conn: sqlite3.Connection, state: int | None, budgets: int | None) -> _Read:
