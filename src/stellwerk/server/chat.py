@@ -75,12 +75,22 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise RequestError("the request body is empty; expected a JSON object")
     try:
         return msgspec.json.decode(body)
-    except UnicodeDecodeError:
-        raise RequestError("the request body is not valid UTF-8") from None
     except RecursionError:
         raise RequestError("the request body is nested too deeply") from None
     except (msgspec.DecodeError, ValueError) as exc:
+        # Said in Stellwerk's own words where it can: msgspec's wording changes between releases
+        # (0.23 reports bad UTF-8 as a DecodeError), so the body is checked here, on errors only.
+        if not _is_utf8(body):
+            raise RequestError("the request body is not valid UTF-8") from None
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _prepared(
