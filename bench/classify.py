@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]
 
     start = time.perf_counter()
-    from stellwerk.classify import _model, classify
+    from stellwerk.classify import classify
+    from stellwerk.classify.model import _model
 
     imported = time.perf_counter()
     from stellwerk.config import policy_from_dict

@@ -32,6 +32,7 @@ from .policy import (
     CooldownPolicy,
     Credential,
     EmergencyPolicy,
+    Framing,
     GatewayPolicy,
     HealthPolicy,
     LedgerPolicy,
@@ -149,8 +150,14 @@ class _Rule(_Struct):
     weight: float = 1.0
 
 
+class _Framing(_Struct):
+    action: Literal["skip", "strip", "heartbeat"]
+    pattern: str
+
+
 class _Classifier(_Struct):
     rules: list[_Rule] = []
+    framings: dict[str, _Framing | None] = {}  # by name; null switches a built-in one off
 
 
 class _State(_Struct):
@@ -393,6 +400,7 @@ def _build(raw: _Config, source: str) -> Policy:
         health=HealthPolicy(parse_duration(raw.health.interval, "health.interval")),
         budgets=_budgets(raw.budgets, resolve, providers),
         rules=_rules(raw.classifier.rules),
+        framings=_framings(raw.classifier.framings),
         state=_state(raw.state),
         gateway=_gateway(raw.gateway),
         ledger=_ledger(raw.ledger),
@@ -620,6 +628,20 @@ def _rules(raw: list[_Rule]) -> tuple[ClassifierRule, ...]:
             raise ConfigError(f"{path}.pattern", f"invalid regular expression: {exc}") from None
         rules.append(ClassifierRule(task, rule.pattern, rule.weight))
     return tuple(rules)
+
+
+def _framings(raw: dict[str, _Framing | None]) -> tuple[Framing, ...]:
+    framings = []
+    for name, framing in raw.items():
+        if framing is None:
+            continue
+        try:
+            re.compile(framing.pattern)
+        except re.error as exc:
+            path = f"classifier.framings.{name}.pattern"
+            raise ConfigError(path, f"invalid regular expression: {exc}") from None
+        framings.append(Framing(name, framing.action, framing.pattern))
+    return tuple(framings)
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6}

@@ -203,6 +203,15 @@ class ClassifierRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Framing:
+    """How a client wraps the human's words (`classifier.framings`); see `classify/reading.py`."""
+
+    name: str
+    action: str  # skip | strip | heartbeat
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatePolicy:
     backend: str = "sqlite"  # sqlite | memory | redis
     path: str = ""
@@ -247,6 +256,7 @@ class Policy:
     health: HealthPolicy = HealthPolicy()
     budgets: BudgetPolicy = BudgetPolicy()
     rules: tuple[ClassifierRule, ...] = ()
+    framings: tuple[Framing, ...] = ()
     state: StatePolicy = StatePolicy()
     gateway: GatewayPolicy = GatewayPolicy()
     ledger: LedgerPolicy = LedgerPolicy()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import stellwerk.classify as classify_module
+import stellwerk.classify.model as classify_module
 from stellwerk.classify import Classification, classify
 from stellwerk.config import policy_from_dict
 from stellwerk.errors import UnknownModelError
@@ -16,7 +16,7 @@ from stellwerk.policy import Policy
 from stellwerk.types import ChatRequest, Message, TaskClass, Tool
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "routing" / "dev.jsonl"
-WEIGHTS = Path(classify_module.__file__).parent / "data" / "classifier.json"
+WEIGHTS = Path(classify_module.__file__).parents[1] / "data" / "classifier.json"
 
 HEARTBEAT = (
     "Read HEARTBEAT.md if it exists (workspace context). Follow it strictly. Do not infer or "
@@ -123,11 +123,13 @@ def test_very_long_prompts_are_classified(policy: Policy) -> None:
     assert ask(policy, prompt).task is TaskClass.CODE
 
 
-def test_code_tools_nudge_towards_code(policy: Policy) -> None:
+def test_tools_on_offer_say_nothing_about_the_task(policy: Policy) -> None:
+    # An agent offers the same tools with every request, heartbeats and greetings included.
     tools = (Tool("exec", "run a shell command"), Tool("edit_file", "edit a file"))
-    request = ChatRequest(messages=(Message.of("user", "Tidy up the repository."),), tools=tools)
+    request = ChatRequest(messages=(Message.of("user", "Say hello in five words."),), tools=tools)
     result = classify(request, policy)
-    assert result.scores["code"] > ask(policy, "Tidy up the repository.").scores["code"]
+    assert result.scores == ask(policy, "Say hello in five words.").scores
+    assert result.task is TaskClass.SIMPLE
 
 
 def test_works_without_shipped_weights(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
