@@ -33,12 +33,28 @@ NO_LICENCE = {"none stated", "mostly none stated", ""}
 SCALE = 1000  # weights are stored as integers in thousandths
 MIN_DOCS = 3  # a feature must occur in this many training prompts
 MIN_WEIGHT = 0.02  # features whose every weight is smaller are dropped
+DEFAULT_EPOCHS = 10
 
 
-def load(path: Path) -> list[tuple[set[str], int, float, str]]:
+Row = tuple[set[str], int, float, str]  # features, class index, sample weight, group
+
+
+def read_jsonl(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def licensed(records: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The records whose `license` names a real licence: the only ones trained on."""
+    return [r for r in records if r.get("license", "").strip().lower() not in NO_LICENCE]
+
+
+def load(path: Path) -> list[Row]:
     """Licensed rows as (features, class index, sample weight, group)."""
-    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("license", "").strip().lower() not in NO_LICENCE]
+    return prepare(licensed(read_jsonl(path)))
+
+
+def prepare(rows: Sequence[dict[str, str]]) -> list[Row]:
+    """Rows as (features, class index, sample weight, group)."""
     groups = Counter(f"{r['source']}|{r['label']}" for r in rows)
     out = []
     for r in rows:
@@ -49,9 +65,9 @@ def load(path: Path) -> list[tuple[set[str], int, float, str]]:
 
 
 def train(
-    rows: Sequence[tuple[set[str], int, float, str]],
+    rows: Sequence[Row],
     *,
-    epochs: int = 10,
+    epochs: int = DEFAULT_EPOCHS,
     l2: float = 1e-4,
     rate: float = 0.5,
     seed: int = 20250611,
@@ -63,14 +79,17 @@ def train(
     bias, bias_g = [0.0] * k, [1e-8] * k
     weights: dict[str, list[float]] = {f: [0.0] * k for f in vocab}
     grads: dict[str, list[float]] = {f: [1e-8] * k for f in vocab}
+    # the same norm as at run time: all features count; known ones in a fixed order
+    prepared = [
+        (sorted(f for f in feats if f in vocab), 1.0 / math.sqrt(len(feats)), label, weight)
+        for feats, label, weight, _ in rows
+    ]
     order = list(range(len(rows)))
     rng = random.Random(seed)
     for _ in range(epochs):
         rng.shuffle(order)
         for i in order:
-            feats, label, sample_weight, _ = rows[i]
-            norm = 1.0 / math.sqrt(len(feats))  # the same norm as at run time: all features count
-            known = sorted(f for f in feats if f in vocab)  # a fixed order: same file each run
+            known, norm, label, sample_weight = prepared[i]
             error = _error(bias, weights, known, norm, label, sample_weight)
             for c in range(k):
                 bias_g[c] += error[c] ** 2
@@ -125,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("train", nargs="?", default=ROOT.parent / "shared/routing/train.jsonl")
     parser.add_argument("-o", "--out", default=ROOT / "src/stellwerk/data/classifier.json")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     args = parser.parse_args(argv)
     rows = load(Path(args.train))
     print(f"training on {len(rows)} licensed prompts", Counter(CLASSES[r[1]] for r in rows))

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .classify import Classification, classify
+from .classify import Classification, classify, known_names, without_directive
 from .config import load_policy
-from .errors import RequestError
-from .plan import Demand, RoutePlan, plan_route
-from .policy import Policy
+from .errors import RequestError, UnknownModelError
+from .fit import minimal_context
+from .plan import RoutePlan, demand_of, plan_route
+from .policy import ContextPolicy, Policy
 from .state.base import Snapshot
 from .tokens import estimate_prompt
 from .types import ChatRequest
@@ -36,11 +37,26 @@ class Explainer:
         return cls(policy, asyncio.run(_read_snapshot(policy)))
 
     def explain(self, request: ChatRequest) -> dict[str, Any]:
-        """The decision for one request as plain data (what `route --json` prints)."""
+        """The decision for one request as plain data (what `route --json` prints): the same
+        steps as the gateway's (classify, take the directive out, plan, minimal context for a
+        class that has it, plan again), without calling anything."""
         found = classify(request, self.policy)
-        demand = Demand(estimate_prompt(request), request.max_tokens or 0)
-        route = plan_route(found, self.policy, self.snapshot, demand)
-        return _as_dict(found, route)
+        if found.directive and found.notices:
+            raise UnknownModelError(f"{found.notices[0]}; {known_names(self.policy)}")
+        request = without_directive(request, found)
+        route = plan_route(found, self.policy, self.snapshot, demand_of(request))
+        sent = len(request.messages)
+        if route.context is ContextPolicy.MINIMAL:
+            request = minimal_context(request, found.reading.at)
+            route = plan_route(found, self.policy, self.snapshot, demand_of(request))
+        result = _as_dict(found, route)
+        result["context"] = {
+            "policy": str(route.context),
+            "messages": len(request.messages),
+            "of": sent,
+            "tokens": estimate_prompt(request),
+        }
+        return result
 
     def explain_prompt(
         self, prompt: str, *, system: str | None = None, model: str = "auto"
@@ -52,7 +68,7 @@ class Explainer:
         try:
             data = json.loads(line)
             return self.explain(_request_from_line(data))
-        except (ValueError, RequestError, TypeError, AttributeError) as exc:
+        except (ValueError, RequestError, UnknownModelError, TypeError, AttributeError) as exc:
             return {"error": str(exc)}
 
     def render(self, result: dict[str, Any]) -> str:
@@ -63,6 +79,11 @@ class Explainer:
             f"reason    {result['reason']}",
             f"route     {result['why']}  [mode {result['mode']}]",
         ]
+        context = result["context"]
+        lines.append(
+            f"context   {context['policy']}: {context['messages']} of {context['of']} messages, "
+            f"≈{context['tokens']:,} tokens"
+        )
         lines.append(
             "chain     " + ("(none: every target is skipped)" if not result["chain"] else "")
         )
@@ -100,16 +121,47 @@ def _as_dict(found: Classification, route: RoutePlan) -> dict[str, Any]:
 
 
 def _request_from_line(data: Any) -> ChatRequest:
+    """A `prompt` line, or a whole request body in OpenAI's or Anthropic's form (the gateway's
+    endpoints parse it the same way): messages, system, tools, tool_choice, max_tokens."""
     if not isinstance(data, dict):
         raise ValueError("each line must be a JSON object")
     if "messages" in data:
+        body = {"model": "auto", **data}
+        body.pop("format", None)
+        if _anthropic_form(data):
+            from .wire.anthropic import parse_request as parse_anthropic
+
+            return parse_anthropic(body)
         from .wire.openai import parse_request
 
-        return parse_request({"model": data.get("model", "auto"), **data})
+        return parse_request(body)
     prompt = data.get("prompt")
     if not isinstance(prompt, str):
         raise ValueError("each line needs a `prompt` string or `messages`")
     return ChatRequest.of(prompt, system=data.get("system"), model=data.get("model", "auto"))
+
+
+def _anthropic_form(data: dict[str, Any]) -> bool:
+    """A Messages API body: said so, or a top-level `system`, an `input_schema` tool, or
+    `tool_use`/`tool_result` blocks (OpenAI's form has none of these)."""
+    if data.get("format") in ("anthropic", "openai"):
+        return bool(data["format"] == "anthropic")
+    if "system" in data:
+        return True
+    tools = data.get("tools")
+    if isinstance(tools, list) and any(isinstance(t, dict) and "input_schema" in t for t in tools):
+        return True
+    messages = data.get("messages")
+    blocks = (
+        block
+        for m in (messages if isinstance(messages, list) else ())
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for block in m["content"]
+    )
+    return any(
+        isinstance(b, dict) and b.get("type") in {"tool_use", "tool_result", "image"}
+        for b in blocks
+    )
 
 
 async def _read_snapshot(policy: Policy) -> Snapshot:

@@ -350,3 +350,22 @@ def _cut(text: str, chars: int) -> str:
     keep = max(len(text) - chars, len(text) // 4)
     head, tail = keep // 2, keep - keep // 2
     return text[:head] + _CUT.format(len(text) - keep) + (text[-tail:] if tail else "")
+
+
+def minimal_context(request: ChatRequest, turn: int | None = None) -> ChatRequest:
+    """The system prompt and the human's latest turn with what follows it (its tool calls and
+    results, a client's context message), nothing older. `turn` is where reading found that turn
+    (`Classification.reading.at`); without it, the latest user message with text.
+
+    Heartbeats need no history: an idle agent's 100k-token conversation stays out of them.
+    """
+    messages = request.messages
+    if turn is None:
+        turn = next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"
+             and messages[i].text),
+            None,
+        )
+    if not turn:  # None, or the turn is the first message already
+        return request
+    return replace(request, messages=messages[turn:])

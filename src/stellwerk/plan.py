@@ -24,7 +24,8 @@ from .policy import (
 )
 from .state.base import Snapshot, credential_key, health_key, model_key
 from .state.cooldown import describe
-from .types import TaskClass
+from .tokens import estimate_prompt
+from .types import ChatRequest, ImagePart, TaskClass
 
 
 class Classified(Protocol):
@@ -239,3 +240,13 @@ def _credential_ids(provider: ProviderSpec) -> Iterable[tuple[str, Credential | 
     if provider.credentials:
         return [(c.id, c) for c in provider.credentials]
     return [(f"{provider.name}#local", None)]
+
+
+def demand_of(request: ChatRequest) -> Demand:
+    """What a request needs of a target: its prompt's size, its output, tools, vision."""
+    needs = set()
+    if request.tools:
+        needs.add("tools")
+    if any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
+        needs.add("vision")
+    return Demand(estimate_prompt(request), request.max_tokens or 0, frozenset(needs))

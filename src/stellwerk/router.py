@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from . import emergency
-from .classify import Classification, classify
+from .classify import Classification, classify, without_directive
 from .config import load_policy
 from .decision import Attempt, Decision, new_request_id
 from .errors import (
@@ -34,9 +34,9 @@ from .errors import (
     StellwerkError,
 )
 from .failures import ACTIONS, FailureClass
-from .fit import Fitting
+from .fit import Fitting, minimal_context
 from .ledger import Ledger, open_ledger
-from .plan import Demand, RoutePlan, Skip, Target
+from .plan import RoutePlan, Skip, Target, demand_of
 from .policy import ContextPolicy, Credential, Policy
 from .probe import ProbeTarget, due_probes
 from .providers import registry
@@ -51,7 +51,6 @@ from .types import (
     ChatRequest,
     ChatResponse,
     Chunk,
-    ImagePart,
     StreamEnd,
     TaskClass,
     TextDelta,
@@ -218,10 +217,11 @@ class Router:
 
     async def _begin(self, request: ChatRequest) -> tuple[Decision, ChatRequest]:
         found = classify(request, self.policy)
+        request = without_directive(request, found)
         snapshot = await self.store.snapshot(self.clock())
         routed = await self._route(found, snapshot, request)
         if _minimal(routed, found.task, self.policy):
-            request = minimal_context(request)
+            request = minimal_context(request, found.reading.at)
             routed = await self._route(found, snapshot, request)
         route = routed.route
         decision = Decision(
@@ -235,8 +235,9 @@ class Router:
             client=request.metadata.get("client") or "library",
         )
         if self.policy.ledger.store_content:
-            decision.prompt = request.last_user_text()
+            decision.prompt = found.reading.text or request.last_user_text()
         decision.emergency = routed.emergency
+        decision.notices.extend(found.notices)
         if routed.notice:
             decision.notices.append(routed.notice)
         if not route.targets:
@@ -251,7 +252,7 @@ class Router:
     async def _route(
         self, found: Classification, snapshot: Snapshot, request: ChatRequest
     ) -> emergency.Routed:
-        demand = _demand(request)
+        demand = demand_of(request)
         return await emergency.plan(found, self.policy, self.store, snapshot, demand, self.tz)
 
     async def _failed(
@@ -494,18 +495,6 @@ class _Output:
             self.chars += len(chunk.arguments)
 
 
-def minimal_context(request: ChatRequest) -> ChatRequest:
-    """The system prompt and the latest user turn (with what follows it), nothing older.
-
-    Heartbeats need no history: an idle agent's 100k-token conversation stays out of them.
-    """
-    messages = request.messages
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "user" and messages[i].text:
-            return replace(request, messages=messages[i:])
-    return request
-
-
 def _minimal(routed: emergency.Routed, task: TaskClass, policy: Policy) -> bool:
     """Minimal context for the route's class, and in emergency mode for a class that has it."""
     if routed.route.context is ContextPolicy.MINIMAL:
@@ -522,15 +511,6 @@ def _fit(
         decision.skipped.append(Skip(target.id, adapted.refusal))
         return None
     return adapted.request
-
-
-def _demand(request: ChatRequest) -> Demand:
-    needs = set()
-    if request.tools:
-        needs.add("tools")
-    if any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
-        needs.add("vision")
-    return Demand(estimate_prompt(request), request.max_tokens or 0, frozenset(needs))
 
 
 def _partial(request: ChatRequest, out: _Output) -> Callable[[], Usage | None]:

@@ -14,8 +14,9 @@ import pytest
 from stellwerk.config import policy_from_dict
 from stellwerk.errors import AllTargetsFailed, NoRouteAvailable, ProviderError
 from stellwerk.failures import FailureClass
+from stellwerk.fit import minimal_context
 from stellwerk.policy import Credential, ModelSpec, ProviderSpec
-from stellwerk.router import Router, minimal_context
+from stellwerk.router import Router
 from stellwerk.state import MemoryStore, credential_key, model_key
 from stellwerk.types import (
     ChatRequest,

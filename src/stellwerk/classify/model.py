@@ -89,7 +89,13 @@ def _model() -> _Model | None:
         raw = resources.files("stellwerk").joinpath("data/classifier.json").read_bytes()
     except FileNotFoundError:
         return None
-    data = msgspec.json.decode(raw, type=_Weights)
+    return from_weights(msgspec.json.decode(raw, type=_Weights))
+
+
+def from_weights(data: object) -> _Model:
+    """The model of decoded weights, or of the dict `scripts/train_classifier.py` exports."""
+    if not isinstance(data, _Weights):
+        data = msgspec.convert(data, type=_Weights)
     classes = tuple(TaskClass(c) for c in data.classes)
     bias = tuple(b / data.scale for b in data.bias)
     positions = tuple(POSITION[c] for c in classes)
