@@ -157,7 +157,7 @@ class _Framing(_Struct):
 
 class _Classifier(_Struct):
     rules: list[_Rule] = []
-    framings: dict[str, _Framing | None] = {}  # by name; null switches a built-in one off
+    framings: dict[str, Any] = {}  # by name (each converted on its own); null switches one off
 
 
 class _State(_Struct):
@@ -630,11 +630,12 @@ def _rules(raw: list[_Rule]) -> tuple[ClassifierRule, ...]:
     return tuple(rules)
 
 
-def _framings(raw: dict[str, _Framing | None]) -> tuple[Framing, ...]:
+def _framings(raw: dict[str, Any]) -> tuple[Framing, ...]:
     framings = []
-    for name, framing in raw.items():
-        if framing is None:
+    for name, entry in raw.items():
+        if entry is None:
             continue
+        framing = _convert(entry, _Framing, f"classifier.framings.{name}")
         try:
             re.compile(framing.pattern)
         except re.error as exc:
