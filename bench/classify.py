@@ -5,7 +5,10 @@
 Prints the one-time cost of importing the classifier and loading its weights, then the median
 and p99 over the prompts of the dev set (../shared/routing/dev.jsonl by default) of the time per
 prompt (each prompt's median of --repeat runs): for `classify` alone on a prepared request, and
-for building the request plus classifying it.
+for building the request plus classifying it. Then the real OpenClaw agent's requests
+(../shared/clients/openclaw/captures/: a ~40k-character system prompt, 11-12 tools, the human's
+words framed, a context message after them), parsed as the gateway parses them, with `classify`
+timed on each: reading finds the human's turn, so the size of the rest should not count.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "routing" / "dev.jsonl"
+CAPTURES = ROOT.parent / "shared" / "clients" / "openclaw" / "captures"
 sys.path.insert(0, str(ROOT / "src"))  # measure this tree, whatever the venv points at
 
 
@@ -78,7 +82,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         median, p99 = percentiles(samples)
         runs = f"{n} prompts x {args.repeat}"
         print(f"{name:<20} median {median:7.1f} us   p99 {p99:7.1f} us   ({runs})")
+    agent_requests(policy, args.repeat * 10)
     return 0
+
+
+def agent_requests(policy: object, repeat: int) -> None:
+    """`classify` on each OpenClaw capture's requests, as the gateway parses them."""
+    from stellwerk.classify import classify
+    from stellwerk.wire import anthropic, openai
+
+    if not CAPTURES.is_dir():
+        print(f"(no OpenClaw captures at {CAPTURES})")
+        return
+    print(f"OpenClaw requests ({CAPTURES.name}/), classify only, median of {repeat} runs:")
+    for path in sorted(CAPTURES.glob("*.json")):
+        data = json.loads(path.read_text("utf-8"))
+        if not isinstance(data, dict) or "requests" not in data:
+            continue
+        for i, captured in enumerate(data["requests"][:2]):
+            body = {**captured["body"], "model": "auto"}
+            wire = anthropic if captured["route"] == "anthropic" else openai
+            request = wire.parse_request(body)
+            size = len(json.dumps(captured["body"]))
+            (us,) = timed([functools.partial(classify, request, policy)], repeat)
+            task = classify(request, policy).task  # type: ignore[arg-type]
+            name = f"{path.stem}[{i}]"
+            print(f"  {name:<26} {size / 1000:5.0f} KB  {us:7.1f} us   {task}")
 
 
 if __name__ == "__main__":

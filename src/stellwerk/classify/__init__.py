@@ -167,7 +167,7 @@ def _directive(request: ChatRequest, text: str, policy: Policy) -> _Directive:
     if found is not None:
         text = text[: found.start()] + text[found.end() :]
     elif request.system:
-        found = _model_line(request.system)
+        found = _system_model_line(request.system)
     if found is None:
         return _Directive(text)
     written, name = found.group(0).strip(), found.group(1).strip().lower()
@@ -183,6 +183,13 @@ def _directive(request: ChatRequest, text: str, policy: Policy) -> _Directive:
         problem = f"directive {written!r} ignored: unknown model{_suggest(name, policy)}"
         return _Directive(text, written, problem=problem)
     return _Directive(text, written, model=spec.id)
+
+
+@functools.lru_cache(maxsize=32)
+def _system_model_line(system: str) -> re.Match[str] | None:
+    """`_model_line` of a system prompt, once per prompt: an agent sends the same long one with
+    every request, and hashing it is cheaper than searching it."""
+    return _model_line(system)
 
 
 def _model_line(text: str) -> re.Match[str] | None:
