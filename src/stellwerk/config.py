@@ -61,6 +61,9 @@ class _Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class _Price(_Struct):
     input: float
     output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
 
 
 class _Model(_Struct):
@@ -73,6 +76,7 @@ class _Model(_Struct):
     upstream: str | None = None
     api: Literal["chat", "responses"] | None = None
     parameters: str | None = None
+    cache_min_tokens: int = 1024
 
 
 class _Provider(_Struct):
@@ -90,6 +94,7 @@ class _Task(_Struct):
     primary: str
     fallbacks: list[str] = []
     context: Literal["full", "minimal", "fit"] = "full"
+    cache: Literal["5m", "1h", "off"] = "5m"
 
 
 class _Routing(_Struct):
@@ -447,6 +452,13 @@ def _model(model_id: str, raw: _Model, providers: Mapping[str, ProviderSpec]) ->
         raise ConfigError(f"{path}.context_window", "must be a positive number of tokens")
     kind = providers[provider].type
     default_api = "responses" if kind == "openai-codex" else "chat"
+    price = raw.price
+    for field in ("input", "output", "cache_read", "cache_write", "cache_write_1h"):
+        value = getattr(price, field)
+        if value is not None and value < 0:
+            raise ConfigError(f"{path}.price.{field}", "must not be negative")
+    # Anthropic's rule where the catalog names no cache price; elsewhere the input price.
+    read, write, hour = (0.1, 1.25, 2.0) if kind == "anthropic" else (1.0, 1.0, 1.0)
     return ModelSpec(
         id=model_id,
         provider=provider,
@@ -460,7 +472,16 @@ def _model(model_id: str, raw: _Model, providers: Mapping[str, ProviderSpec]) ->
         aliases=tuple(a.lower() for a in raw.aliases),
         api=raw.api or default_api,
         parameters=raw.parameters,
+        cache_read_price=_micros(price.cache_read, price.input * read),
+        cache_write_price=_micros(price.cache_write, price.input * write),
+        cache_write_1h_price=_micros(price.cache_write_1h, price.input * hour),
+        cache_min_tokens=raw.cache_min_tokens,
     )
+
+
+def _micros(value: float | None, default: float) -> int:
+    """USD per million tokens as integer micro-dollars; `default` when not given."""
+    return round((default if value is None else value) * 1_000_000)
 
 
 def _aliases(models: Mapping[str, ModelSpec]) -> dict[str, str]:
@@ -520,6 +541,7 @@ def _tasks(raw: Mapping[str, Any], resolve: Any) -> dict[TaskClass, TaskPolicy]:
                 resolve(m, f"{path}.fallbacks[{i}]") for i, m in enumerate(task.fallbacks)
             ),
             context=ContextPolicy(task.context),
+            cache_ttl=None if task.cache == "off" else task.cache,
         )
     missing = [str(t) for t in TaskClass if t not in tasks]
     if missing:

@@ -63,6 +63,8 @@ class Decision:
     partial: str | None = None  # target whose stream stopped after its first token (usage est.)
     prompt: str | None = None  # the last user turn, kept only with `ledger.store_content`
     answer: str | None = None  # the answer text, kept only with `ledger.store_content`
+    turn: str = ""  # the agent turn this request belongs to (`affinity.turn_id`); "": none
+    continuation: bool = False  # it continues its turn after tool calls (not its first request)
 
     @classmethod
     def rejected(
@@ -131,10 +133,15 @@ class Decision:
             "usage": {
                 "input_tokens": self.usage.input_tokens,
                 "output_tokens": self.usage.output_tokens,
+                "cache_read_tokens": self.usage.cache_read_tokens,
+                "cache_write_tokens": self.usage.cache_write_tokens,
+                "cache_write_1h_tokens": self.usage.cache_write_1h_tokens,
                 "estimated": self.usage.estimated,
             },
             "cost_micros": self.cost_micros,
             "notices": list(self.notices),
             "budget_notice": self.budget_notice,
             "error": self.error,
+            "turn": self.turn or None,
+            "continuation": self.continuation,
         }

@@ -321,7 +321,9 @@ def _cut_longest(request: ChatRequest, chars: int) -> ChatRequest | None:
                 best = (length, i, j)
     if best is None:
         system = request.system or ""
-        return replace(request, system=_cut(system, chars)) if len(system) > 256 else None
+        if len(system) <= 256:
+            return None
+        return replace(request, system=_cut(system, chars), system_blocks=())  # blocks: stale
     _, i, j = best
     message = request.messages[i]
     part = message.content[j]

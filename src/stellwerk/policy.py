@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .types import TaskClass, Tier
+from .types import TaskClass, Tier, Usage
 
 
 class RoutingMode(enum.StrEnum):
@@ -124,11 +124,42 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     api: str = "chat"
     parameters: str | None = None
+    # Prompt-cache prices (micro-dollars per million tokens; -1: the input price) and the
+    # shortest prefix the provider caches for this model.
+    cache_read_price: int = -1
+    cache_write_price: int = -1  # a write with the default TTL (Anthropic: 5 min, 1.25x)
+    cache_write_1h_price: int = -1  # a write with a 1 h TTL (Anthropic: 2x)
+    cache_min_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("cache_read_price", "cache_write_price", "cache_write_1h_price"):
+            if getattr(self, name) < 0:
+                object.__setattr__(self, name, self.input_price)
 
     def cost_micros(self, input_tokens: int, output_tokens: int) -> int:
         """Cost of a call in micro-dollars, rounded up so budgets never undercount."""
         total = input_tokens * self.input_price + output_tokens * self.output_price
         return -(-total // 1_000_000)
+
+    def cost_of(self, usage: Usage) -> int:
+        """Cost of a call's usage in micro-dollars, cache reads and writes at their own prices
+        (`usage.input_tokens` holds them: the rest is plain input), rounded up."""
+        hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+        cached = usage.cache_read_tokens + usage.cache_write_tokens
+        total = (
+            max(usage.input_tokens - cached, 0) * self.input_price
+            + usage.cache_read_tokens * self.cache_read_price
+            + (usage.cache_write_tokens - hour) * self.cache_write_price
+            + hour * self.cache_write_1h_price
+            + usage.output_tokens * self.output_price
+        )
+        return -(-total // 1_000_000)
+
+    def cache_saved(self, usage: Usage) -> int:
+        """What caching saved against the same tokens at the input price (negative when writes
+        cost more than reads saved), in micro-dollars."""
+        plain = self.cost_micros(usage.input_tokens, usage.output_tokens)
+        return plain - self.cost_of(usage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +168,7 @@ class TaskPolicy:
     primary: str
     fallbacks: tuple[str, ...] = ()
     context: ContextPolicy = ContextPolicy.FULL
+    cache_ttl: str | None = "5m"  # breakpoints Stellwerk places: 5m | 1h | None (off)
 
 
 @dataclass(frozen=True, slots=True)

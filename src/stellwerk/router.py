@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from . import emergency
+from .affinity import TURN_TTL, turn_id
 from .classify import Classification, classify, without_directive
 from .config import load_policy
 from .decision import Attempt, Decision, new_request_id
@@ -125,6 +126,7 @@ class Router:
     async def complete(self, request: ChatRequest) -> Answer:
         """Answer one request, falling back along the chain; raises when no target answered."""
         decision, request = await self._begin(request)
+        request = _cache_ttl(request, decision, self.policy)
         try:
             attempts = _Attempts(decision.route, decision)
             fitting = Fitting(decision.route.context)
@@ -161,6 +163,7 @@ class Router:
 
     async def _stream(self, request: ChatRequest, holder: RoutedStream) -> AsyncIterator[Chunk]:
         decision, request = await self._begin(request)
+        request = _cache_ttl(request, decision, self.policy)
         holder.decision = decision
         out: _Output | None = None
         try:
@@ -217,22 +220,31 @@ class Router:
 
     async def _begin(self, request: ChatRequest) -> tuple[Decision, ChatRequest]:
         found = classify(request, self.policy)
+        turn = turn_id(request, found.reading)  # before the request is changed: as sent
         request = without_directive(request, found)
         snapshot = await self.store.snapshot(self.clock())
         routed = await self._route(found, snapshot, request)
         if _minimal(routed, found.task, self.policy):
             request = minimal_context(request, found.reading.at)
             routed = await self._route(found, snapshot, request)
+        reason = found.reason
+        if turn and found.reading.continuation:
+            kept = await _turn_target(self.store, turn, snapshot.now)
+            if kept is not None:
+                routed, why = _kept_turn(routed, kept)
+                reason = f"{reason}; {why}"
         route = routed.route
         decision = Decision(
             request_id=request.metadata.get("request_id") or new_request_id(),
             task=str(found.task),
             confidence=found.confidence,
-            reason=found.reason,
+            reason=reason,
             source=found.source,
             route=route,
             started=self.clock(),
             client=request.metadata.get("client") or "library",
+            turn=turn,
+            continuation=found.reading.continuation,
         )
         if self.policy.ledger.store_content:
             decision.prompt = found.reading.text or request.last_user_text()
@@ -313,7 +325,7 @@ class Router:
         decision.cost_micros = (
             reported
             if reported is not None
-            else target.model.cost_micros(usage.input_tokens, usage.output_tokens)
+            else target.model.cost_of(usage)
         )
         if decision.route.chain and target.id != decision.route.chain[0]:
             decision.notices.append(decision.summary)
@@ -325,7 +337,7 @@ class Router:
         decision.partial = out.target.id
         decision.usage = _estimated_usage(out.request, out)
         usage = decision.usage
-        decision.cost_micros = out.target.model.cost_micros(usage.input_tokens, usage.output_tokens)
+        decision.cost_micros = out.target.model.cost_of(usage)
         self._keep_answer(decision, out)
 
     def _keep_answer(self, decision: Decision, source: ChatResponse | _Output) -> None:
@@ -344,6 +356,7 @@ class Router:
             await emergency.answered(self.store, self.policy, decision, self.clock(), self.tz)
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
+        await _remember_turn(self.store, decision, self.clock())
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
@@ -502,6 +515,18 @@ def _minimal(routed: emergency.Routed, task: TaskClass, policy: Policy) -> bool:
     return routed.emergency == emergency.ON and policy.tasks[task].context is ContextPolicy.MINIMAL
 
 
+def _cache_ttl(request: ChatRequest, decision: Decision, policy: Policy) -> ChatRequest:
+    """The TTL of the prompt-cache breakpoints an adapter places for the routed class; under
+    minimal context only the prefix is marked (the next request does not extend this turn, as a
+    heartbeat's next one has a new time in it)."""
+    task = decision.route.task
+    ttl = policy.tasks[task].cache_ttl if task in policy.tasks else None
+    prefix_only = decision.route.context is ContextPolicy.MINIMAL
+    if (ttl, prefix_only) == (request.cache_ttl, request.cache_prefix_only):
+        return request
+    return replace(request, cache_ttl=ttl, cache_prefix_only=prefix_only)
+
+
 def _fit(
     fitting: Fitting, request: ChatRequest, target: Target, decision: Decision
 ) -> ChatRequest | None:
@@ -565,6 +590,46 @@ async def _log_decision(decision: Decision) -> None:
         len(decision.attempts),
         decision.error,
     )
+
+
+# -- one model per agent turn (affinity.py) ---------------------------------------------------
+
+
+async def _turn_target(store: StateStore, turn: str, now: float) -> str | None:
+    """The target that answered the turn so far; None (planned afresh) if the store fails."""
+    try:
+        return await store.turn_target(turn, now)
+    except Exception:
+        log.exception("turn affinity: reading the turn's model failed")
+        return None
+
+
+def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, str]:
+    """The route started at the turn's target, the rest of the chain after it as fallback, and
+    what the decision's reason says. A target the plan left out (cooling down, too small now,
+    not in this chain, e.g. in emergency mode) leaves the route as planned."""
+    route = routed.route
+    first = next((t for t in route.targets if t.id == kept), None)
+    if first is None:
+        skip = next((s.reason for s in route.skipped if s.target == kept), "not in the chain")
+        return routed, f"turn affinity: {kept} left out ({skip})"
+    chain = (kept, *(m for m in route.chain if m != kept))
+    targets = (first, *(t for t in route.targets if t.id != kept))
+    why = f"{route.why}; turn affinity: {kept}" if route.why else f"turn affinity: {kept}"
+    return replace(routed, route=replace(route, chain=chain, targets=targets, why=why)), (
+        f"turn affinity: {kept}"
+    )
+
+
+async def _remember_turn(store: StateStore, decision: Decision, now: float) -> None:
+    """Record which target answered the decision's turn (every answer starts the turn's TTL
+    again); the answer stands if the store fails, and the next request is planned afresh."""
+    if not decision.turn or decision.answered_by is None:
+        return
+    try:
+        await store.remember_turn(decision.turn, decision.answered_by, now, TURN_TTL)
+    except Exception:
+        log.exception("turn affinity: remembering the turn's model failed")
 
 
 __all__ = ["Answer", "FailureClass", "RoutedStream", "Router", "minimal_context"]

@@ -186,7 +186,7 @@ class Hold:
         used = self._partial() if self._partial is not None else None
         if used is not None:
             model = self._target.model
-            await self.settle(used, model.cost_micros(used.input_tokens, used.output_tokens))
+            await self.settle(used, model.cost_of(used))
             return
         rid, self._id = self._id, None
         await self._budgets.host.store.release(rid)

@@ -8,6 +8,11 @@ attempt that answered); and the savings: the same token counts priced at the def
 mode it also compares the classifier's choice (the first target of the auto chain) with the model
 that served, and prices the served tokens at that choice: what auto mode would have saved.
 
+Prompt caching: the share of input tokens read from a cache (per model and in total), and what
+caching saved against the same tokens at the plain input price: reads at the input price less the
+cache-read price, less what writes cost above the input price (`cache_write_price` for the
+default TTL, `cache_write_1h_price` for the part written for an hour), per model at its prices.
+
 Prices come from the configuration in force, so a report prices its baseline consistently even
 for old rows. Costs are integer micro-dollars throughout, rounded up per request like the router's.
 """
@@ -26,7 +31,7 @@ from typing import Any
 from .budget import usd
 from .config import parse_duration
 from .ledger import Row
-from .policy import Policy
+from .policy import ModelSpec, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,14 @@ class Group:
     cost_micros: int
     p50_ms: float | None = None  # models only: latency of the answering attempt
     p95_ms: float | None = None
+    cache_read_tokens: int = 0  # the part of input_tokens read from a prompt cache
+    cache_write_tokens: int = 0  # the part written to one
+    cache_saved_micros: int | None = None  # models only: what caching saved (None: unpriced)
+
+    @property
+    def cache_share(self) -> float:
+        """The fraction of input tokens read from a prompt cache."""
+        return self.cache_read_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +109,24 @@ class Stats:
     error_failures: tuple[tuple[str, int], ...]  # failure class, attempts (in errors)
     savings: Savings
     shadow: Shadow | None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_saved_micros: int = 0  # over the models still in the catalog
 
     @property
     def fallback_rate(self) -> float:
         return self.fallbacks / self.requests if self.requests else 0.0
 
+    @property
+    def cache_share(self) -> float:
+        """The fraction of input tokens read from a prompt cache."""
+        return self.cache_read_tokens / self.input_tokens if self.input_tokens else 0.0
+
 
 def aggregate(rows: Sequence[Row], policy: Policy, start: float, end: float) -> Stats:
     """The report over `rows` (already limited to `start <= ts < end`)."""
     charged = [r for r in rows if r.model is not None]
+    by_model = _groups(charged, lambda r: r.model, latency=True, policy=policy)
     return Stats(
         start=start,
         end=end,
@@ -117,25 +139,32 @@ def aggregate(rows: Sequence[Row], policy: Policy, start: float, end: float) -> 
         output_tokens=sum(r.output_tokens for r in rows),
         cost_micros=sum(r.cost_micros for r in rows),
         by_task=_groups(rows, lambda r: r.task),
-        by_model=_groups(charged, lambda r: r.model, latency=True),
+        by_model=by_model,
         by_provider=_groups(charged, lambda r: r.provider),
         fallback_failures=_failures(r for r in rows if r.fallback),
         error_failures=_failures(r for r in rows if r.answered_by is None),
         savings=_savings(charged, policy),
         shadow=_shadow(rows, policy),
+        cache_read_tokens=sum(r.cache_read_tokens for r in rows),
+        cache_write_tokens=sum(r.cache_write_tokens for r in rows),
+        cache_saved_micros=sum(g.cache_saved_micros or 0 for g in by_model),
     )
 
 
-def _groups(rows: Sequence[Row], key: Any, latency: bool = False) -> tuple[Group, ...]:
+def _groups(
+    rows: Sequence[Row], key: Any, latency: bool = False, policy: Policy | None = None
+) -> tuple[Group, ...]:
+    """Groups by `key`; with `policy` (models only) each priced for what caching saved."""
     by: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by[key(row) or "?"].append(row)
-    groups = [_group(name, members, latency) for name, members in by.items()]
+    groups = [_group(name, members, latency, policy) for name, members in by.items()]
     return tuple(sorted(groups, key=lambda g: (-g.cost_micros, -g.requests, g.name)))
 
 
-def _group(name: str, rows: Sequence[Row], latency: bool) -> Group:
+def _group(name: str, rows: Sequence[Row], latency: bool, policy: Policy | None) -> Group:
     answered = sorted(r.latency_ms for r in rows if r.answered_by is not None)
+    model = policy.models.get(name) if policy is not None else None
     return Group(
         name=name,
         requests=len(rows),
@@ -144,7 +173,25 @@ def _group(name: str, rows: Sequence[Row], latency: bool) -> Group:
         cost_micros=sum(r.cost_micros for r in rows),
         p50_ms=percentile(answered, 0.50) if latency else None,
         p95_ms=percentile(answered, 0.95) if latency else None,
+        cache_read_tokens=sum(r.cache_read_tokens for r in rows),
+        cache_write_tokens=sum(r.cache_write_tokens for r in rows),
+        cache_saved_micros=_cache_saved(rows, model) if model is not None else None,
     )
+
+
+def _cache_saved(rows: Sequence[Row], model: ModelSpec) -> int:
+    """What caching saved on `model`'s rows against the plain input price, in micro-dollars
+    (rounded once per model, to the nearest): reads times what a read costs less than an input
+    token, less writes times what a write costs more (negative when writes cost more)."""
+    read = sum(r.cache_read_tokens for r in rows)
+    hour = sum(min(r.cache_write_1h_tokens, r.cache_write_tokens) for r in rows)
+    written = sum(r.cache_write_tokens for r in rows) - hour
+    per_million = (
+        read * (model.input_price - model.cache_read_price)
+        - written * (model.cache_write_price - model.input_price)
+        - hour * (model.cache_write_1h_price - model.input_price)
+    )
+    return round(per_million / 1_000_000)
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float | None:
@@ -220,7 +267,16 @@ def stats_json(stats: Stats) -> dict[str, Any]:
         "answered": stats.answered,
         "errors": stats.errors,
         "estimated": stats.estimated,
-        "tokens": {"input": stats.input_tokens, "output": stats.output_tokens},
+        "tokens": {
+            "input": stats.input_tokens,
+            "output": stats.output_tokens,
+            "cache_read": stats.cache_read_tokens,
+            "cache_write": stats.cache_write_tokens,
+        },
+        "cache": {
+            "read_share": round(stats.cache_share, 4),
+            "saved_micros": stats.cache_saved_micros,
+        },
         "cost_micros": stats.cost_micros,
         "by_task": [_group_json(g) for g in stats.by_task],
         "by_model": [_group_json(g) for g in stats.by_model],
@@ -249,7 +305,12 @@ def _group_json(group: Group) -> dict[str, Any]:
         "input_tokens": group.input_tokens,
         "output_tokens": group.output_tokens,
         "cost_micros": group.cost_micros,
+        "cache_read_tokens": group.cache_read_tokens,
+        "cache_write_tokens": group.cache_write_tokens,
+        "cache_read_share": round(group.cache_share, 4),
     }
+    if group.cache_saved_micros is not None:
+        data["cache_saved_micros"] = group.cache_saved_micros
     if group.p50_ms is not None or group.p95_ms is not None:
         data |= {"p50_ms": group.p50_ms, "p95_ms": group.p95_ms}
     return data
@@ -292,23 +353,40 @@ def render_stats(stats: Stats, tz: tzinfo | None = None) -> str:
     if stats.error_failures:
         lines.append(f"failed     {stats.errors:,}, after: {_counts(stats.error_failures)}")
     lines.append(_savings_line(stats.savings))
+    if stats.cache_read_tokens or stats.cache_write_tokens:
+        lines.append(_cache_line(stats))
     if stats.shadow is not None:
         lines += _shadow_lines(stats.shadow)
     return "\n".join(lines)
 
 
 def _table(title: str, groups: Sequence[Group], latency: bool = False) -> list[str]:
+    """A table of groups; the model table (`latency`) adds latency and, when anything was
+    cached, the cache-read share of the input and what caching saved."""
     width = max([len(title), *(len(g.name) for g in groups)])
+    cache = latency and any(g.cache_read_tokens or g.cache_write_tokens for g in groups)
     head = f"{title:<{width}}  {'requests':>8}  {'in':>11}  {'out':>11}  {'cost':>12}"
     head += f"  {'p50':>8}  {'p95':>8}" if latency else ""
+    head += f"  {'cached':>6}  {'cache saved':>12}" if cache else ""
     lines = [head]
     for g in groups:
         line = f"{g.name:<{width}}  {g.requests:>8,}  {g.input_tokens:>11,}"
         line += f"  {g.output_tokens:>11,}  {usd(g.cost_micros):>12}"
         if latency:
             line += f"  {_ms(g.p50_ms):>8}  {_ms(g.p95_ms):>8}"
+        if cache:
+            saved = "-" if g.cache_saved_micros is None else usd(g.cache_saved_micros)
+            line += f"  {g.cache_share:>6.1%}  {saved:>12}"
         lines.append(line)
     return lines
+
+
+def _cache_line(stats: Stats) -> str:
+    return (
+        f"cache      {stats.cache_share:.1%} of input tokens read from a prompt cache "
+        f"({stats.cache_read_tokens:,} read, {stats.cache_write_tokens:,} written): "
+        f"{_difference(stats.cache_saved_micros)} against the input price"
+    )
 
 
 def _fallback_line(stats: Stats) -> str:

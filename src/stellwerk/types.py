@@ -50,9 +50,16 @@ class Tier(enum.StrEnum):
 # -- content parts ---------------------------------------------------------------------------
 
 
+# A prompt-cache breakpoint as the client sent it: Anthropic's `cache_control` object
+# (`{"type": "ephemeral"}`, optionally with `"ttl": "1h"`). It travels with its part unchanged
+# to an upstream that honours it; others ignore it.
+Cache = Mapping[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,7 @@ class ImagePart:
     url: str | None = None
     data: str | None = None
     media_type: str | None = None
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,7 @@ class ToolCallPart:
     id: str
     name: str
     arguments: str
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,7 @@ class ToolResultPart:
     tool_call_id: str
     content: str
     is_error: bool = False
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,7 @@ class Tool:
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,23 @@ class ChatRequest:
     stream: bool = False
     task: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # The system prompt as the client's blocks, when it sent blocks with cache breakpoints;
+    # `system` is always their text, joined, for everything that reads it.
+    system_blocks: tuple[TextPart, ...] = ()
+    cache_key: str | None = None  # OpenAI's `prompt_cache_key`, passed through
+    # The TTL of the breakpoints Stellwerk places itself for a target that needs them (Anthropic)
+    # when the client placed none: "5m", "1h", or None for none (set per class by the router).
+    cache_ttl: str | None = None
+    cache_prefix_only: bool = False  # mark the tools and system only: the turn is not reused
+
+    @property
+    def cache_marked(self) -> bool:
+        """Whether the client placed any prompt-cache breakpoint."""
+        return (
+            any(p.cache for p in self.system_blocks)
+            or any(t.cache for t in self.tools)
+            or any(getattr(p, "cache", None) for m in self.messages for p in m.content)
+        )
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, model: str = "auto") -> ChatRequest:
@@ -167,6 +195,7 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     estimated: bool = False
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 h (Anthropic)
 
     @property
     def total_tokens(self) -> int:

@@ -29,7 +29,7 @@ from stellwerk.ledger import (
     open_ledger,
     row_from,
 )
-from stellwerk.ledger.query import SQLITE, Dialect
+from stellwerk.ledger.query import COLUMNS, SQLITE, Dialect, params
 from stellwerk.plan import RoutePlan
 from stellwerk.policy import RoutingMode
 from stellwerk.types import TaskClass, Usage
@@ -172,9 +172,17 @@ def test_backend_round_trips_every_column(backend):
             answered_by="anthropic/claude-haiku-4-5",
             prompt="p",
             answer="a",
+            usage=Usage(
+                5000, 30, cache_read_tokens=4000, cache_write_tokens=600, cache_write_1h_tokens=100
+            ),
+            turn="0f" * 16,
+            continuation=True,
         ),
         store_content=True,
     )
+    assert (original.turn, original.continuation) == ("0f" * 16, True)
+    assert (original.cache_read_tokens, original.cache_write_tokens) == (4000, 600)
+    assert original.cache_write_1h_tokens == 100
     backend.write([original])
     [back] = backend.tail(1)
     assert back.id is not None
@@ -399,6 +407,45 @@ def test_a_later_schema_step_upgrades_an_existing_file_in_place(tmp_path):
     assert len(upgraded.since(0)) == 1
     upgraded.close()
     assert _version(path) == len(SQLITE.migrations) + 1
+
+
+def test_a_ledger_of_the_first_schema_is_upgraded_in_place_with_turns_and_cache_tokens(tmp_path):
+    """A ledger.db as Stellwerk wrote it before turns and cache tokens were recorded (schema
+    step 1, frozen here) opens with its rows intact and the new columns at their defaults."""
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as conn:
+        for sql in SQLITE.migrations[0]:
+            conn.execute(sql)
+        conn.execute("PRAGMA user_version = 1")
+        old = row("old")
+        columns = [c for c in COLUMNS if c in V1_COLUMNS]
+        values = dict(zip(COLUMNS, params(old), strict=True))
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO decisions ({', '.join(columns)}) VALUES ({marks})"
+        conn.execute(sql, [values[c] for c in columns])
+    upgraded = SQLiteLedger(path)
+    upgraded.write([row("new", turn="ab" * 16, continuation=True, cache_read_tokens=7)])
+    old_back, new_back = upgraded.tail(2)
+    upgraded.close()
+    assert _version(path) == len(SQLITE.migrations)
+    assert (old_back.request_id, old_back.turn, old_back.continuation) == ("old", None, False)
+    assert (old_back.cache_read_tokens, old_back.cache_write_tokens) == (0, 0)
+    assert (new_back.turn, new_back.continuation, new_back.cache_read_tokens) == (
+        "ab" * 16,
+        True,
+        7,
+    )
+    with sqlite3.connect(path) as conn:
+        names = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    assert {"turn", "continuation", "cache_read_tokens", "cache_write_tokens"} <= names
+
+
+V1_COLUMNS = frozenset(
+    "ts request_id client task source mode routed_as shadow_first answered_by model provider "
+    "upstream_model attempts fallback failures input_tokens output_tokens estimated cost_micros "
+    "latency_ms error prompt answer decision".split()
+)
+"""The columns of schema step 1, frozen: what ledgers written before step 2 hold."""
 
 
 def test_a_file_from_a_newer_stellwerk_is_refused(tmp_path):

@@ -88,9 +88,56 @@ def test_a_later_schema_step_upgrades_a_database_in_place(postgres_url: str) -> 
     upgraded = PostgresLedger(postgres_url, newer)
     upgraded.write(rows("a"))
     upgraded.close()
-    assert sql(postgres_url, "SELECT version FROM stellwerk_schema") == [(2,)]
+    assert sql(postgres_url, "SELECT version FROM stellwerk_schema") == [(len(newer.migrations),)]
     columns = sql(postgres_url, "SELECT column_name FROM information_schema.columns")
     assert ("region",) in columns
+
+
+def test_a_database_of_the_first_schema_is_upgraded_with_turns_and_cache_tokens(
+    postgres_url: str,
+) -> None:
+    first = replace(POSTGRES, migrations=POSTGRES.migrations[:1])
+    sql(postgres_url, "CREATE TABLE stellwerk_schema (component TEXT PRIMARY KEY, version INT)")
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.cursor() as cur:
+        for statement in first.migrations[0]:
+            cur.execute(statement)
+        cur.execute("INSERT INTO stellwerk_schema VALUES ('ledger', 1)")
+        cur.execute(
+            "INSERT INTO decisions (ts, request_id, client, task, source, mode, routed_as,"
+            " attempts, fallback, failures, input_tokens, output_tokens, estimated,"
+            " cost_micros, latency_ms, decision)"
+            " VALUES (1, 'old', 'openai', 'simple', 'rule', 'auto', 'simple', 1, 0, '[]',"
+            " 10, 5, 0, 3, 1.0, '{}')"
+        )
+    upgraded = PostgresLedger(postgres_url)
+    upgraded.write(
+        [
+            replace(
+                rows("new")[0],
+                turn="ab" * 16,
+                continuation=True,
+                cache_read_tokens=7,
+                cache_write_tokens=2,
+            )
+        ]
+    )
+    old, new = upgraded.tail(2)
+    upgraded.close()
+    assert sql(postgres_url, "SELECT version FROM stellwerk_schema") == [
+        (len(POSTGRES.migrations),)
+    ]
+    assert (old.request_id, old.turn, old.continuation, old.cache_read_tokens) == (
+        "old",
+        None,
+        False,
+        0,
+    )
+    assert (new.turn, new.continuation, new.cache_read_tokens, new.cache_write_tokens) == (
+        "ab" * 16,
+        True,
+        7,
+        2,
+    )
 
 
 def test_a_database_from_a_newer_stellwerk_is_refused(postgres_url: str) -> None:

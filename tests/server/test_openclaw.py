@@ -177,3 +177,15 @@ async def test_an_unknown_alias_in_a_directive_is_told_in_a_notice(agent):
         in response.headers["x-stellwerk-notice"]
     )
     assert "/model haiku-9" not in json.dumps(upstream(agent, "openai")["messages"])
+
+
+async def test_the_session_header_keeps_two_sessions_turns_apart(agent):
+    (request,) = capture("agent_turn")
+    path, body_ = "/v1/chat/completions", body(request)
+    for session in ("a", "b", "a"):
+        response = await agent.client.post(
+            path, json=body_, headers={"x-stellwerk-session": session}
+        )
+        assert response.status == 200
+    a, b, again = await agent.wait_decisions(3)
+    assert a.turn == again.turn != b.turn

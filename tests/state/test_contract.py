@@ -224,6 +224,91 @@ async def test_state_survives_a_restart(make_store: MakeStore, durable: str) -> 
     assert snap.cooldowns["cred:openai#1"].until == FOREVER
 
 
+# --- agent turns (one model per turn: stellwerk.affinity) ------------------------------------
+
+TURN, OTHER = "7f" * 16, "a0" * 16
+MINI, HAIKU = "openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"
+
+
+async def test_a_turn_is_remembered_until_its_ttl_ends(store: StateStore) -> None:
+    assert await store.turn_target(TURN, NOW) is None
+    await store.remember_turn(TURN, MINI, NOW, 1800)
+    assert await store.turn_target(TURN, NOW + 1799.9) == MINI
+    assert await store.turn_target(TURN, NOW + 1800) is None
+    assert await store.turn_target(OTHER, NOW) is None
+
+
+async def test_remembering_a_turn_again_replaces_its_model_and_starts_its_ttl_again(
+    store: StateStore,
+) -> None:
+    await store.remember_turn(TURN, MINI, NOW, 1800)
+    await store.remember_turn(TURN, HAIKU, NOW + 1000, 1800)  # mini failed: haiku keeps it
+    assert await store.turn_target(TURN, NOW + 2500) == HAIKU
+    await store.remember_turn(OTHER, MINI, NOW, 1800)
+    assert await store.turn_target(OTHER, NOW + 10) == MINI
+
+
+async def test_turns_are_shared_with_a_second_store(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    await one.remember_turn(TURN, HAIKU, NOW, 1800)
+    assert await two.turn_target(TURN, NOW + 1) == HAIKU
+    await two.remember_turn(TURN, MINI, NOW + 2, 1800)
+    assert await one.turn_target(TURN, NOW + 3) == MINI
+
+
+async def test_turns_survive_a_restart(make_store: MakeStore, durable: str) -> None:
+    first = make_store()
+    await first.remember_turn(TURN, HAIKU, NOW, 1800)
+    await first.close()
+    assert await make_store().turn_target(TURN, NOW + 60) == HAIKU
+
+
+async def test_turns_leave_the_cooldowns_and_the_mode_alone(store: StateStore) -> None:
+    await store.strike(KEY, RATE, NOW, fixed(60))
+    await store.remember_turn(TURN, MINI, NOW, 1800)
+    snap = await store.snapshot(NOW)
+    assert set(snap.cooldowns) == {KEY} and not snap.emergency
+    assert await store.reset() == 1
+    assert await store.turn_target(TURN, NOW) == MINI, "reset clears cooldowns, not turns"
+
+
+async def test_the_oldest_turns_are_forgotten_beyond_the_cap(
+    backend: str, store: StateStore
+) -> None:
+    if backend == "redis":
+        pytest.skip("Redis keeps each turn for its TTL (a key with an expiry), uncapped")
+    assert isinstance(store, MemoryStore | SQLiteStore)
+    store.turns_kept = 3
+    for n in range(5):
+        await store.remember_turn(f"turn{n}", MINI, NOW + n, 1800)
+    await store.remember_turn("turn2", HAIKU, NOW + 5, 1800)  # used again: now the newest
+    await store.remember_turn("turn5", MINI, NOW + 6, 1800)
+    kept = {n: await store.turn_target(f"turn{n}", NOW + 7) for n in range(6)}
+    assert kept == {0: None, 1: None, 2: HAIKU, 3: None, 4: MINI, 5: MINI}
+
+
+async def test_sqlite_keeps_its_turn_table_within_a_sixteenth_of_the_cap(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.db")
+    store.turns_kept = 160  # trimmed every 10 writes
+    for n in range(400):
+        await store.remember_turn(f"turn{n}", MINI, NOW + n, 1800)
+    await store.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        (count,) = conn.execute("SELECT count(*) FROM turns").fetchone()
+        (oldest,) = conn.execute("SELECT min(expires) FROM turns").fetchone()
+    assert 160 <= count <= 170
+    assert oldest == NOW + 400 - count + 1800
+
+
+async def test_sqlite_forgets_expired_turns_when_it_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.remember_turn(TURN, MINI, NOW, 60)
+    await store.remember_turn(OTHER, MINI, NOW + 61, 60)
+    await store.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        assert conn.execute("SELECT turn FROM turns").fetchall() == [(OTHER,)]
+
+
 # --- SQLite specifics -------------------------------------------------------------------------
 
 _STRIKER = textwrap.dedent(

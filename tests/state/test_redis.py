@@ -252,6 +252,34 @@ async def test_an_outage_serves_the_last_known_state_and_writes_back_what_happen
     await two.close()
 
 
+async def test_turns_remembered_during_an_outage_are_known_meanwhile_and_written_back(
+    new_redis: Callable[..., RedisServer], redis_prefix: str
+) -> None:
+    server = new_redis()
+    one = RedisStore(server.url, prefix=redis_prefix, retry_every=0)
+    two = RedisStore(server.url, prefix=redis_prefix, retry_every=0)
+    await one.remember_turn("before", "openai/gpt-4o-mini", NOW, 1800)
+    server.stop()
+    assert await one.turn_target("before", NOW + 1) is None, "planned afresh while away"
+    await one.remember_turn("during", "anthropic/claude-haiku-4-5", NOW + 1, 1800)
+    assert await one.turn_target("during", NOW + 2) == "anthropic/claude-haiku-4-5"
+    server.start()
+    await back(one, NOW + 3)
+    assert await two.turn_target("during", NOW + 3) == "anthropic/claude-haiku-4-5"
+    await one.close()
+    await two.close()
+
+
+async def test_a_turn_is_one_key_that_expires_with_its_ttl(stores: Any, raw: Redis) -> None:
+    store = stores()
+    await store.remember_turn("t1", "openai/gpt-4o-mini", NOW, 1800)
+    name = f"{store.prefix}turn:t1"
+    assert 1_799_000 < await raw.pttl(name) <= 1_800_000
+    version = await raw.get(f"{store.prefix}version")
+    await store.remember_turn("t1", "openai/gpt-4o-mini", NOW + 1, 1800)
+    assert await raw.get(f"{store.prefix}version") == version, "snapshots do not read turns"
+
+
 async def test_counts_of_two_replicas_during_an_outage_add_up(
     new_redis: Callable[..., RedisServer], redis_prefix: str
 ) -> None:

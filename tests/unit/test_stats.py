@@ -7,6 +7,7 @@ default primary) $3/$15 per million input/output tokens; local models are free.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -42,6 +43,7 @@ def row(
     client: str = "openai",
     ts: float = NOW,
     error: str | None = None,
+    cache: tuple[int, int, int] = (0, 0, 0),  # read, written, of that written for 1 h
 ) -> Row:
     model = answered_by or partial
     if cost is None:
@@ -68,6 +70,9 @@ def row(
         cost_micros=cost,
         latency_ms=latency,
         error=error,
+        cache_read_tokens=cache[0],
+        cache_write_tokens=cache[1],
+        cache_write_1h_tokens=cache[2],
     )
 
 
@@ -285,7 +290,8 @@ def test_json_report_is_plain_data_in_micro_dollars():
     rows = [row(), row(answered_by=HAIKU, failures=((MINI, "rate_limit"),))]
     data = json.loads(json.dumps(stats_json(stats(rows))))
     assert data["requests"] == 2
-    assert data["tokens"] == {"input": 2000, "output": 1000}
+    assert data["tokens"] == {"input": 2000, "output": 1000, "cache_read": 0, "cache_write": 0}
+    assert data["cache"] == {"read_share": 0.0, "saved_micros": 0}
     assert data["cost_micros"] == 3950
     assert data["fallbacks"] == {"count": 1, "rate": 0.5, "failures": {"rate_limit": 1}}
     assert data["savings"]["baseline_micros"] == 21000
@@ -296,6 +302,10 @@ def test_json_report_is_plain_data_in_micro_dollars():
         "input_tokens": 1000,
         "output_tokens": 500,
         "cost_micros": 3500,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cache_read_share": 0.0,
+        "cache_saved_micros": 0,
         "p50_ms": 100.0,
         "p95_ms": 100.0,
     }
@@ -320,6 +330,77 @@ def test_text_report_shows_every_section():
     assert "auto mode would have cost $0.000450 instead of $0.003500: $0.003050 saved" in text
     for title in ("task class", "model", "provider"):
         assert any(line.startswith(title) for line in text.splitlines())
+
+
+# -- prompt caching ----------------------------------------------------------------------------
+# haiku-4-5: input $1, cache read $0.10, write $1.25 (5 min) or $2 (1 h); mini: $0.15, read $0.075
+
+
+def cached_rows() -> list[Row]:
+    return [
+        row(answered_by=HAIKU, tokens=(10_000, 100), cache=(8_000, 1_000, 0)),
+        row(answered_by=MINI, tokens=(1_000, 100), cache=(600, 0, 0)),
+        row(answered_by=MINI, tokens=(1_000, 100)),
+    ]
+
+
+def test_cache_share_and_savings_per_model_and_in_total():
+    report = stats(cached_rows())
+    models = {g.name: g for g in report.by_model}
+    haiku, mini = models[HAIKU], models[MINI]
+    assert haiku.cache_share == 0.8
+    assert haiku.cache_saved_micros == 8_000 * 0.9 - 1_000 * 0.25  # reads saved, writes cost
+    assert mini.cache_share == 600 / 2_000
+    assert mini.cache_saved_micros == 45  # 600 × $0.075 per million
+    assert report.cache_read_tokens == 8_600
+    assert report.cache_write_tokens == 1_000
+    assert report.cache_share == 8_600 / 12_000
+    assert report.cache_saved_micros == 6_950 + 45
+
+
+def test_cache_writes_for_an_hour_cost_their_own_price():
+    rows = [row(answered_by=HAIKU, tokens=(10_000, 100), cache=(8_000, 1_000, 400))]
+    (haiku,) = stats(rows).by_model
+    assert haiku.cache_saved_micros == 7_200 - 600 * 0.25 - 400 * 1.0
+
+
+def test_writes_without_reads_show_what_caching_cost():
+    rows = [row(answered_by=HAIKU, tokens=(4_000, 100), cache=(0, 4_000, 0))]
+    report = stats(rows)
+    assert report.cache_saved_micros == -1_000
+    assert "$0.001000 more against the input price" in render_stats(report, UTC)
+
+
+def test_cache_rows_of_a_model_no_longer_in_the_catalog_are_not_priced():
+    gone = row(answered_by=MINI, tokens=(1_000, 100), cache=(500, 0, 0))
+    report = stats([replace(gone, model="acme/gone", answered_by="acme/gone")])
+    assert report.by_model[0].cache_saved_micros is None
+    assert report.cache_saved_micros == 0
+    assert report.cache_read_tokens == 500
+
+
+def test_reports_show_the_cache_share_and_savings():
+    report = stats(cached_rows())
+    text = render_stats(report, UTC)
+    assert (
+        "cache      71.7% of input tokens read from a prompt cache (8,600 read, 1,000 written): "
+        "$0.006995 saved against the input price"
+    ) in text
+    model_lines = {line.split()[0]: line for line in text.splitlines() if line.startswith(HAIKU)}
+    assert model_lines[HAIKU].split()[-2:] == ["80.0%", "$0.006950"]
+    header = next(line for line in text.splitlines() if line.startswith("model"))
+    assert header.split()[-3:] == ["cached", "cache", "saved"]
+    data = json.loads(json.dumps(stats_json(report)))
+    assert data["cache"] == {"read_share": 0.7167, "saved_micros": 6_995}
+    assert data["tokens"]["cache_read"] == 8_600
+    by_model = {g["name"]: g for g in data["by_model"]}
+    assert by_model[HAIKU]["cache_read_share"] == 0.8
+    assert by_model[HAIKU]["cache_saved_micros"] == 6_950
+
+
+def test_reports_without_cached_tokens_leave_the_cache_out():
+    text = render_stats(stats([row()]), UTC)
+    assert "cache " not in text and "cached" not in text
 
 
 def test_text_report_says_when_nothing_was_recorded():
@@ -399,3 +480,26 @@ async def test_log_without_follow_prints_the_tail_and_stops():
     seen = [r.request_id async for r in follow(ledger, 10, forever=False)]
     assert seen == ["r0", "r1", "r2"]
     await ledger.close()
+
+
+def test_cache_tokens_recorded_in_the_ledger_reach_the_report(tmp_path):
+    from stellwerk.decision import Decision
+    from stellwerk.ledger import SQLiteLedger, row_from
+    from stellwerk.plan import RoutePlan
+    from stellwerk.policy import RoutingMode
+    from stellwerk.types import TaskClass, Usage
+
+    made = Decision(
+        "req_c", "code", 0.9, "test", "classifier", RoutePlan(TaskClass.CODE, RoutingMode.AUTO,
+        (HAIKU,), ()), started=NOW - 60,
+    )  # fmt: skip
+    made.answered_by = HAIKU
+    made.usage = Usage(10_000, 100, cache_read_tokens=8_000, cache_write_tokens=1_000)
+    made.cost_micros = POLICY.models[HAIKU].cost_of(made.usage)
+    backend = SQLiteLedger(tmp_path / "ledger.db")
+    backend.write([row_from(made)])
+    rows = backend.since(NOW - 86400, NOW)
+    backend.close()
+    report = stats(rows)
+    assert (report.cache_share, report.cache_saved_micros) == (0.8, 6_950)
+    assert "cache      80.0% of input tokens read from a prompt cache" in render_stats(report, UTC)

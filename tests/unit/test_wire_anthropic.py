@@ -366,7 +366,18 @@ def test_usage_counts_the_whole_prompt_with_cache_parts_apart() -> None:
     }
     response = parse_response(answer([], usage=usage), MODEL)
     assert response.usage == Usage(960, 7, cache_read_tokens=900, cache_write_tokens=50)
-    assert usage_to_wire(response.usage) == usage  # and back to Anthropic's counting
+    split = {"ephemeral_5m_input_tokens": 50, "ephemeral_1h_input_tokens": 0}
+    assert usage_to_wire(response.usage) == {**usage, "cache_creation": split}  # and back
+
+
+def test_usage_reads_the_split_of_cache_writes_by_ttl() -> None:
+    split = {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 30}
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 50}
+    response = parse_response(
+        answer([], usage={**usage, "cache_creation": split, "output_tokens": 7}), MODEL
+    )
+    assert response.usage.cache_write_tokens == 50
+    assert response.usage.cache_write_1h_tokens == 30
 
 
 def test_missing_usage_is_estimated() -> None:
@@ -591,6 +602,7 @@ def body(**kw: Any) -> dict[str, Any]:
             ChatRequest(
                 messages=(Message.of("user", "hi"),),
                 system="You are terse.\n\nUse metric units.",
+                system_blocks=(TextPart("You are terse."), TextPart("Use metric units.")),
                 max_tokens=1024,
                 stream=True,
                 temperature=0.2,
@@ -777,6 +789,7 @@ def test_render_response() -> None:
             "input_tokens": 16,  # Anthropic counts the cached 4 apart
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 4,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
             "output_tokens": 8,
         },
     }

@@ -219,7 +219,11 @@ def without_directive(request: ChatRequest, found: Classification) -> ChatReques
         messages[at] = replace(turn, content=tuple(parts))
         return replace(request, messages=tuple(messages))
     if request.system and written in request.system:
-        return replace(request, system=_cut(request.system, written))
+        blocks = tuple(
+            TextPart(_cut(b.text, written), b.cache) if written in b.text else b
+            for b in request.system_blocks
+        )
+        return replace(request, system=_cut(request.system, written), system_blocks=blocks)
     return request
 
 

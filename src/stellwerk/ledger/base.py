@@ -46,6 +46,11 @@ class Row:
     cost_micros: int
     latency_ms: float  # of the answering attempt; of all attempts when none answered
     error: str | None
+    turn: str | None = None  # the agent turn (`affinity.turn_id`): its requests share it
+    continuation: bool = False  # the request continued its turn after tool calls
+    cache_read_tokens: int = 0  # the part of input_tokens read from a prompt cache
+    cache_write_tokens: int = 0  # the part of input_tokens written to one
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written with a 1 h TTL
     prompt: str | None = None  # only with `ledger.store_content`
     answer: str | None = None  # only with `ledger.store_content`
     decision: str = ""  # the whole decision as JSON (empty when a query left it out)
@@ -84,6 +89,11 @@ def row_from(decision: Decision, *, store_content: bool = False) -> Row:
         cost_micros=decision.cost_micros,
         latency_ms=_latency(decision),
         error=decision.error,
+        turn=decision.turn or None,
+        continuation=decision.continuation,
+        cache_read_tokens=decision.usage.cache_read_tokens,
+        cache_write_tokens=decision.usage.cache_write_tokens,
+        cache_write_1h_tokens=decision.usage.cache_write_1h_tokens,
         prompt=decision.prompt if store_content else None,
         answer=decision.answer if store_content else None,
         decision=msgspec.json.encode(data).decode(),

@@ -70,7 +70,7 @@ _SCHEMA_1 = (
     f"CREATE INDEX {TABLE}_request ON {TABLE} (request_id)",
 )
 
-POSTGRES = Dialect("postgres", (_SCHEMA_1,), mark="%s")
+POSTGRES = Dialect("postgres", (_SCHEMA_1, query.added_columns("BIGINT")), mark="%s")
 
 
 class LedgerUnavailable(StellwerkError):

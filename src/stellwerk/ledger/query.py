@@ -58,6 +58,19 @@ _SQLITE_SCHEMA_1 = (
 )
 
 
+def added_columns(integer: str) -> tuple[str, ...]:
+    """Schema step 2 for either database: the agent turn and the prompt-cache tokens. Old rows
+    read as no turn, not a continuation, nothing cached (what they were recorded without)."""
+    columns = [
+        "turn TEXT",
+        "continuation INTEGER NOT NULL DEFAULT 0",
+        f"cache_read_tokens {integer} NOT NULL DEFAULT 0",
+        f"cache_write_tokens {integer} NOT NULL DEFAULT 0",
+        f"cache_write_1h_tokens {integer} NOT NULL DEFAULT 0",
+    ]
+    return tuple(f"ALTER TABLE {TABLE} ADD COLUMN {column}" for column in columns)
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """The SQL of one database: schema steps and the five statements the ledger runs."""
@@ -95,7 +108,7 @@ class Dialect:
         )
 
 
-SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1,))
+SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1, added_columns("INTEGER")))
 
 
 def params(row: Row) -> tuple[Any, ...]:
@@ -117,6 +130,8 @@ def row(names: Sequence[str], values: Sequence[Any]) -> Row:
     data["failures"] = tuple(tuple(pair) for pair in json.loads(data["failures"]))
     data["fallback"] = bool(data["fallback"])
     data["estimated"] = bool(data["estimated"])
+    if "continuation" in data:
+        data["continuation"] = bool(data["continuation"])
     return Row(**data)
 
 

@@ -45,6 +45,7 @@ from ..wire.anthropic import (
     messages_to_wire,
     parse_blocks,
     parse_usage,
+    part_to_block,
     stop_reason,
     tool_choice_to_wire,
     tool_to_wire,
@@ -128,7 +129,9 @@ def to_payload(request: ChatRequest, model: ModelSpec, *, stream: bool = False) 
         "max_tokens": _max_tokens(request, model),
         "messages": messages_to_wire(request.messages),
     }
-    if request.system:
+    if request.system_blocks:
+        payload["system"] = [b for p in request.system_blocks if (b := part_to_block(p))]
+    elif request.system:
         payload["system"] = request.system
     payload.update(_sampling(request))
     if request.stop:
@@ -138,7 +141,35 @@ def to_payload(request: ChatRequest, model: ModelSpec, *, stream: bool = False) 
         payload["metadata"] = {"user_id": user}
     if stream:
         payload["stream"] = True
+    if request.cache_ttl and not request.cache_marked:
+        _place_breakpoints(payload, request, model)
     return payload
+
+
+def _place_breakpoints(payload: Block, request: ChatRequest, model: ModelSpec) -> None:
+    """Prompt-cache breakpoints for a client that placed none (an OpenAI-format client, for
+    one): after the tools and the system prompt (the prefix an agent repeats on every request),
+    and after the last message, so that the next request of the conversation, which extends it,
+    reads everything before its own new part; only the prefix when the turn is not reused
+    (`cache_prefix_only`). Below the model's shortest cacheable prefix nothing is cached, so
+    nothing is marked. At most two of Anthropic's four breakpoints, with one TTL."""
+    if estimate_prompt(request) < model.cache_min_tokens:
+        return
+    mark: Block = {"type": "ephemeral"}
+    if request.cache_ttl == "1h":
+        mark["ttl"] = "1h"
+    system = payload.get("system")
+    if isinstance(system, str):
+        payload["system"] = system = [{"type": "text", "text": system}]
+    if system:
+        system[-1]["cache_control"] = dict(mark)
+    elif request.tools:  # the client's own tools (not stand-ins for the history's calls)
+        payload["tools"][-1]["cache_control"] = dict(mark)
+    messages = payload["messages"]
+    if messages and messages[-1]["content"] and not request.cache_prefix_only:
+        last = messages[-1]["content"][-1]
+        if last.get("type") not in ("thinking", "redacted_thinking"):
+            last["cache_control"] = dict(mark)
 
 
 def _max_tokens(request: ChatRequest, model: ModelSpec) -> int:
@@ -278,7 +309,7 @@ class StreamParser:
         self.done = False  # message_stop arrived
         self._events = 0
         self._tools: dict[object, int] = {}  # content block index -> tool call index
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, Any] = {}
         self._stop: StopReason = "end"
         self._upstream: str | None = None
         self._output_chars = 0
@@ -391,10 +422,13 @@ class StreamParser:
         raise self._error(classify_error_event(kind, message), f"stream error {kind}: {message}")
 
     def _take_usage(self, usage: object) -> None:
-        """Counts from `message_start`, overwritten by the cumulative ones of `message_delta`."""
+        """Counts from `message_start`, overwritten by the cumulative ones of `message_delta`
+        (the 5m/1h split of cache writes, `cache_creation`, included)."""
         for key, value in _mapping(usage).items():
             if isinstance(value, int) and not isinstance(value, bool):
                 self._usage[key] = value
+            elif key == "cache_creation" and isinstance(value, Mapping):
+                self._usage[key] = dict(value)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -41,6 +41,7 @@ class OpenAIProvider:
     max_tokens_field = "max_completion_tokens"
     key_required = True
     always_responses = False
+    cache_key_field: str | None = "prompt_cache_key"  # the client's, passed through
 
     def __init__(self, spec: ProviderSpec, session: aiohttp.ClientSession) -> None:
         self.spec = spec
@@ -114,7 +115,7 @@ class OpenAIProvider:
             payload = openai_responses.to_payload(
                 request, model, stream=stream, reasoning=reasoning
             )
-            return self.spec.base_url + self.path_responses, payload
+            return self.spec.base_url + self.path_responses, self._cache_key(payload, request)
         payload = openai_chat.to_payload(
             request,
             model,
@@ -123,7 +124,14 @@ class OpenAIProvider:
             reasoning=reasoning,
             extra=self.chat_extra(),
         )
-        return self.spec.base_url + self.path_chat, payload
+        return self.spec.base_url + self.path_chat, self._cache_key(payload, request)
+
+    def _cache_key(self, payload: dict[str, Any], request: ChatRequest) -> dict[str, Any]:
+        """OpenAI caches prompt prefixes by itself; the client's `prompt_cache_key` (which
+        requests share a prefix) helps it route them to the same cache."""
+        if request.cache_key and self.cache_key_field:
+            payload[self.cache_key_field] = request.cache_key
+        return payload
 
     def _parse(self, data: Any, model: ModelSpec, request: ChatRequest) -> ChatResponse:
         parse: Callable[[Any, ModelSpec, ChatRequest], ChatResponse] = (
@@ -149,6 +157,7 @@ class OpenRouterProvider(OpenAIProvider):
     """OpenRouter: Chat Completions with attribution headers; records the cost it reports."""
 
     max_tokens_field = "max_tokens"
+    cache_key_field = None
     attribution = {"HTTP-Referer": "https://github.com/stellwerk/stellwerk", "X-Title": "Stellwerk"}
 
     def headers(self, credential: Credential | None, model: ModelSpec) -> dict[str, str]:
@@ -171,6 +180,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     max_tokens_field = "max_tokens"
     key_required = False
+    cache_key_field = None
 
     def is_reasoning(self, model: ModelSpec) -> bool:
         return False

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..affinity import SESSION
 from ..decision import Decision
 from ..errors import RequestError, StellwerkError
 from ..router import RoutedStream
@@ -28,6 +29,7 @@ from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
 from .notice import inline_notice, notice_headers
 
 TASK_HEADER = "x-stellwerk-task"
+SESSION_HEADER = "x-stellwerk-session"
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
@@ -96,9 +98,12 @@ def _is_utf8(body: bytes) -> bool:
 def _prepared(
     chat: ChatRequest, request: web.Request, request_id: str, client: str
 ) -> ChatRequest:
-    """The parsed request with the gateway's request id, its client format (for the ledger)
-    and an explicit task header."""
+    """The parsed request with the gateway's request id, its client format (for the ledger),
+    an explicit task header and a client's session id (which keeps turns of two sessions that
+    start alike apart: `affinity.py`)."""
     metadata = {**chat.metadata, "request_id": request_id, "client": client}
+    if session := request.headers.get(SESSION_HEADER):
+        metadata[SESSION] = session
     task = request.headers.get(TASK_HEADER) or chat.task
     return replace(chat, metadata=metadata, task=task)
 

@@ -10,6 +10,9 @@ strings so every backend can hold them flat:
 
 Aggregators are never keyed by provider: there is no provider-wide key at all.
 
+Agent turns (`remember_turn`, `turn_target`) are a bounded table of turn id -> target id with a
+TTL: which model a tool loop started on, so its continuations stay there.
+
 Budget counters are keyed by window and scope (`daily:2026-11-26|all`,
 `weekly:2026-W48|provider:anthropic`; built in `stellwerk.budget`) and expire with their window.
 """
@@ -23,6 +26,10 @@ from typing import Protocol
 from ..failures import FailureClass
 
 FOREVER = float("inf")
+
+TURNS_KEPT = 10_000
+"""Agent turns a memory or SQLite store remembers at most (`remember_turn`); the turns that
+would expire first are forgotten first. Redis keeps each for its TTL."""
 
 
 def credential_key(credential_id: str, model_id: str | None = None) -> str:
@@ -151,6 +158,16 @@ class StateStore(Protocol):
 
     async def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
         """True only the first time for (`key`, `threshold`) until `expires`, across processes."""
+        ...
+
+    async def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        """Remember that `target` answers the agent turn `turn` until `now + ttl` (a later call
+        for the same turn replaces the target and starts the TTL again; see `affinity.py`).
+        Memory and SQLite keep at most `TURNS_KEPT` turns, forgetting the oldest first."""
+        ...
+
+    async def turn_target(self, turn: str, now: float) -> str | None:
+        """The target remembered for `turn`, None if there is none or it expired by `now`."""
         ...
 
     async def close(self) -> None: ...

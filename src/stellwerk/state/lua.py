@@ -25,6 +25,7 @@ Keys, under the configured prefix P (default `stellwerk:`):
     P hold:<id>            string  JSON {i: id, t: tokens, m: micros, e: lapses, k: {key: end}}
     P warned:<key>|<level> string  the end of the flag's window
     P settled:<id>         string  a reservation settled by a replay (so a replay counts once)
+    P turn:<turn id>       string  JSON [target, expires]: the model an agent turn keeps
     P version              string  a new random token after every write a snapshot would see
 
 Floats travel as `repr` strings, which round-trip exactly; Lua only compares them. All keys share
@@ -342,6 +343,21 @@ class Remote:
         name = f"{self.prefix}warned:{key}|{threshold}"
         args: list[str | int] = [_f(now), _f(expires), _ms(max(expires - now, 0.001))]
         return bool(await self._warn(keys=[name], args=args))
+
+    async def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        """One SET with a TTL: snapshots never read turns, so no new version."""
+        value = json.dumps([target, _f(now + ttl)])
+        await self.client.set(self.prefix + "turn:" + turn, value, px=_ms(ttl))
+
+    async def turn_target(self, turn: str, now: float) -> str | None:
+        raw = await self.client.get(self.prefix + "turn:" + turn)
+        if raw is None:
+            return None
+        try:
+            target, expires = _loads(raw)
+            return str(target) if float(expires) > now else None
+        except (TypeError, ValueError):  # unreadable: as if there were none
+            return None
 
     def _hold(self, rid: str) -> list[str]:
         return [self.prefix + "holds", self.prefix + "hold:" + rid, self.prefix + "version"]

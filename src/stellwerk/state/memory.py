@@ -8,10 +8,11 @@ against it says something about production.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from ..failures import FailureClass
-from .base import Cooldown, Snapshot
+from .base import TURNS_KEPT, Cooldown, Snapshot
 from .cooldown import forgotten, next_cooldown
 from .events import recent
 from .tally import Tally
@@ -28,6 +29,8 @@ class MemoryStore:
         self._events: dict[str, list[float]] = {}
         self._lock = asyncio.Lock()
         self._tally = Tally()
+        self._turns: OrderedDict[str, tuple[str, float]] = OrderedDict()  # turn -> target, end
+        self.turns_kept = TURNS_KEPT
 
     async def snapshot(self, now: float) -> Snapshot:
         """Active cooldowns and the mode at `now`."""
@@ -107,6 +110,21 @@ class MemoryStore:
         """True only the first time for (`key`, `threshold`) until `expires`."""
         async with self._lock:
             return self._tally.mark_warned(key, threshold, now, expires)
+
+    async def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        """Remember the turn's target until `now + ttl`; the oldest turns go beyond the cap."""
+        turns = self._turns
+        turns[turn] = (target, now + ttl)
+        turns.move_to_end(turn)
+        while len(turns) > self.turns_kept:
+            turns.popitem(last=False)
+
+    async def turn_target(self, turn: str, now: float) -> str | None:
+        """The turn's target, None if unknown or expired."""
+        found = self._turns.get(turn)
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
 
     async def close(self) -> None:
         """Nothing to release."""

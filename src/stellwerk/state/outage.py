@@ -19,11 +19,11 @@ in that time, since none sees the others' spending.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 
 from ..failures import FailureClass
-from .base import Cooldown, Snapshot
+from .base import TURNS_KEPT, Cooldown, Snapshot
 from .cooldown import forgotten, next_cooldown
 from .events import recent
 from .lua import Known, Mode
@@ -42,6 +42,7 @@ class Book:
         self.tally = Tally(known.counters, known.holds)
         self.events: dict[str, list[float]] = {}
         self.journal: deque[Replay] = deque()
+        self.turns: OrderedDict[str, tuple[str, float]] = OrderedDict()  # remembered meanwhile
 
     def owe(self, replay: Replay) -> None:
         """Remember an operation to run against Redis when it is back."""
@@ -105,3 +106,14 @@ class Book:
 
     def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
         return self.tally.mark_warned(key, threshold, now, expires)
+
+    def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        self.turns[turn] = (target, now + ttl)
+        self.turns.move_to_end(turn)
+        while len(self.turns) > TURNS_KEPT:
+            self.turns.popitem(last=False)
+
+    def turn_target(self, turn: str, now: float) -> str | None:
+        """Only the turns remembered during the outage: the others are in Redis."""
+        found = self.turns.get(turn)
+        return found[0] if found is not None and found[1] > now else None

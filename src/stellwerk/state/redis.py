@@ -237,6 +237,33 @@ class RedisStore:
             lambda book: book.mark_warned(key, threshold, now, expires),
         )
 
+    async def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        """Remember the turn's target for every replica; Redis forgets it after `ttl`. Not
+        through `_write`: snapshots do not read turns, so `state.cache` stays valid."""
+
+        def remote() -> Awaitable[None]:
+            return self._remote.remember_turn(turn, target, now, ttl)
+
+        if self._book is None:
+            try:
+                return await remote()
+            except DOWN as exc:
+                book = self._lose(exc)
+        else:
+            book = self._down()
+        book.owe(remote)
+        book.remember_turn(turn, target, now, ttl)
+
+    async def turn_target(self, turn: str, now: float) -> str | None:
+        """The turn's target, from Redis (one GET); while it is unreachable, only the turns
+        this replica remembered meanwhile are known (the rest are planned afresh)."""
+        if self._book is None:
+            try:
+                return await self._remote.turn_target(turn, now)
+            except DOWN as exc:
+                self._lose(exc)
+        return self._down().turn_target(turn, now)
+
     async def close(self) -> None:
         """Write back what an outage left (one try), then close the connections."""
         if self._reviving is not None:

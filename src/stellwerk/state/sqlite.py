@@ -37,6 +37,11 @@ Costs, measured on a 2-core machine:
   Ended windows and lapsed reservations no longer count when read; a reserve deletes their rows
   every `SWEEP_EVERY` seconds, and a warn mark deletes ended flags.
 
+- Agent turns (`remember_turn`, after every answer with a human turn): one small write
+  transaction (the turn's row, and deleting expired turns through the `expires` index); every
+  few writes it also trims the table to `turns_kept`. `turn_target` (continuations only) is one
+  primary-key lookup on the reader. Turns are not mirrored: snapshots never read them.
+
 `until` is stored as a REAL; FOREVER is IEEE infinity, which SQLite stores and returns unchanged.
 Rows are kept STRIKE_MEMORY seconds past their expiry so repeated failures keep counting strikes;
 older rows are deleted by the next strike. The schema is versioned with `PRAGMA user_version`.
@@ -57,7 +62,7 @@ import msgspec
 
 from ..failures import FailureClass
 from ..sqlite_file import connect, migrate, transaction
-from .base import Cooldown, Snapshot
+from .base import TURNS_KEPT, Cooldown, Snapshot
 from .cooldown import STRIKE_MEMORY, next_cooldown
 from .events import recent
 from .tally import Counter, Reservation, Tally, new_reservation_id
@@ -138,6 +143,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             tokens INTEGER, micros INTEGER, expires REAL, keys TEXT)""",
         "DELETE FROM kv WHERE name = 'budget_generation'",  # the log's generations replace it
     ),
+    (
+        """CREATE TABLE turns (
+            turn TEXT PRIMARY KEY, target TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID""",
+        "CREATE INDEX turns_expires ON turns (expires)",
+    ),
 )
 """Schema steps in order; `PRAGMA user_version` counts how many a database has applied."""
 
@@ -190,6 +200,8 @@ class SQLiteStore:
         self._tally = Tally()  # the budget tables, kept up to date by our own writes
         self._generation: int | None = None  # of `_tally`; None: read the tables again
         self._swept = -math.inf  # when this store last deleted ended budget rows
+        self.turns_kept = TURNS_KEPT
+        self._turn_writes = 0  # `remember_turn` calls, to trim the table every few of them
 
     async def snapshot(self, now: float) -> Snapshot:
         """Active cooldowns and the mode at `now`, from the mirror (re-read only after commits)."""
@@ -271,6 +283,22 @@ class SQLiteStore:
     async def mark_warned(self, key: str, threshold: str, now: float, expires: float) -> bool:
         """True only for the first process to mark (`key`, `threshold`) before `expires`."""
         return await self._write(_mark_warned, key, threshold, now, expires)
+
+    async def remember_turn(self, turn: str, target: str, now: float, ttl: float) -> None:
+        """Remember the turn's target until `now + ttl`, in one small transaction that also
+        deletes expired turns (through the index: nothing to scan when none expired). Every
+        `turns_kept // 16` writes (at most 64) it forgets the oldest turns beyond `turns_kept`,
+        so the table stays within a sixteenth of its cap without counting rows on every write."""
+        self._turn_writes += 1
+        trim = self._turn_writes % max(1, min(64, self.turns_kept // 16)) == 0
+        await self._write(_remember_turn, turn, target, now, now + ttl, self.turns_kept, trim)
+
+    async def turn_target(self, turn: str, now: float) -> str | None:
+        """The turn's target, None if unknown or expired (one primary-key lookup)."""
+        sql = "SELECT target FROM turns WHERE turn = ? AND expires > ?"
+        with self._read_lock:
+            found = self._reader.execute(sql, (turn, now)).fetchone()
+        return None if found is None else str(found[0])
 
     async def close(self) -> None:
         """Close the connections; the store is unusable afterwards."""
@@ -480,6 +508,27 @@ def _count_recent(conn: sqlite3.Connection, name: str, now: float, window: float
         (_EVENTS + name, json.dumps(times), now),
     )
     return len(times)
+
+
+def _remember_turn(
+    conn: sqlite3.Connection,
+    turn: str,
+    target: str,
+    now: float,
+    expires: float,
+    kept: int,
+    trim: bool,
+) -> None:
+    sql = "INSERT OR REPLACE INTO turns (turn, target, expires) VALUES (?, ?, ?)"
+    conn.execute(sql, (turn, target, expires))
+    conn.execute("DELETE FROM turns WHERE expires <= ?", (now,))
+    if trim:
+        (count,) = conn.execute("SELECT count(*) FROM turns").fetchone()
+        if count > kept:
+            conn.execute(
+                "DELETE FROM turns WHERE turn IN (SELECT turn FROM turns ORDER BY expires LIMIT ?)",
+                (count - kept,),
+            )
 
 
 # -- budgets ---------------------------------------------------------------------------------

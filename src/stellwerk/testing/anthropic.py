@@ -8,6 +8,13 @@ first, rejects the request shapes Anthropic rejects (missing `max_tokens`, both 
 `top_p`, a `tool_use` without its `tool_result`, ...) with the error bodies Anthropic sends, and
 stamps every answer with a `request-id`. The error texts are quoted from real answers, so failure
 classification is tested against what Anthropic actually says.
+
+Prompt caching works as Anthropic documents it (`PromptCache`): a `cache_control` breakpoint
+writes the prefix up to it (tools, then system, then messages) when it is long enough, with a
+5-minute or 1-hour TTL that every read refreshes; a later request reads the longest cached prefix
+found at a breakpoint or up to 20 blocks before one. Usage reports `cache_read_input_tokens`,
+`cache_creation_input_tokens` with its `cache_creation` 5m/1h split, and the rest as
+`input_tokens`, so tests can assert cache reads. The clock is `PromptCache.clock`.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Any
 
 from aiohttp import web
@@ -109,6 +119,7 @@ class FakeAnthropic(FakeUpstream):
         self.key = key
         self.models = tuple(models) if models is not None else None
         self._count = 0
+        self.cache = PromptCache()
 
     def _add_extra_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self._list_models)
@@ -171,14 +182,20 @@ class FakeAnthropic(FakeUpstream):
             "content": _blocks(reply),
             "stop_reason": _STOPS.get(reply.stop, reply.stop),
             "stop_sequence": _stop_sequence(reply, data),
-            "usage": _usage(inputs, outputs),
+            "usage": self._usage(reply, data, inputs, outputs),
         }
+
+    def _usage(self, reply: Reply, data: Any, inputs: int, outputs: int) -> dict[str, Any]:
+        if reply.usage is not None:  # scripted: as given
+            return _usage(inputs, outputs)
+        return self.cache.usage(data, inputs, outputs)
 
     def stream_frames(self, reply: Reply, data: Any) -> list[tuple[bytes, bool]]:
         if reply.kind == "raw":
             return [(reply.body, False)]
         inputs, outputs = usage_for(reply, data)
-        frames = _start_frames(reply.model or data.get("model"), inputs, _message_id(data))
+        usage = self._usage(reply, data, inputs, 1)
+        frames = _start_frames(reply.model or data.get("model"), usage, _message_id(data))
         for index, block in enumerate(_blocks(reply)):
             frames += _block_frames(index, block)
         stop = _STOPS.get(reply.stop, reply.stop)
@@ -303,18 +320,98 @@ def _stop_sequence(reply: Reply, data: Any) -> str | None:
     return sequences[0] if reply.stop == "stop_sequence" and sequences else None
 
 
-def _usage(inputs: int, outputs: int) -> dict[str, Any]:
+def _usage(
+    inputs: int, outputs: int, read: int = 0, write_5m: int = 0, write_1h: int = 0
+) -> dict[str, Any]:
     return {
         "input_tokens": inputs,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": write_5m + write_1h,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": write_5m,
+            "ephemeral_1h_input_tokens": write_1h,
+        },
         "output_tokens": outputs,
         "service_tier": "standard",
     }
 
 
+@dataclass
+class PromptCache:
+    """Anthropic's prompt cache, per fake: prefix hash -> (expiry, TTL in seconds).
+
+    The prompt is read as Anthropic orders it (tools, system blocks, message blocks); a block is
+    `len(its JSON) // 4` tokens, as the fake counts. `min_tokens`: the shortest cacheable prefix.
+    """
+
+    min_tokens: int = 1024
+    clock: Callable[[], float] = time.monotonic
+    entries: dict[str, tuple[float, float]] = default(default_factory=dict)
+    LOOKBACK = 20  # blocks before a breakpoint where a cached prefix is still found
+
+    def usage(self, data: Any, inputs: int, outputs: int) -> dict[str, Any]:
+        blocks = _prompt_blocks(data) if isinstance(data, Mapping) else []
+        if not any(isinstance(b, Mapping) and "cache_control" in b for b in blocks):
+            return _usage(inputs, outputs)
+        now = self.clock()
+        digest = hashlib.sha256(str(data.get("model")).encode())
+        hashes, sizes, total = [], [], 0
+        for block in blocks:
+            plain = {k: v for k, v in block.items() if k != "cache_control"}
+            text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+            digest.update(text.encode())
+            hashes.append(digest.hexdigest())
+            total += len(text) // 4
+            sizes.append(total)
+        marks = [i for i, b in enumerate(blocks) if "cache_control" in b]
+        read, read_at = 0, -1
+        for mark in marks:
+            for at in range(mark, max(-1, mark - self.LOOKBACK - 1), -1):
+                entry = self.entries.get(hashes[at])
+                if entry is not None and entry[0] > now and sizes[at] > read:
+                    read, read_at = sizes[at], at
+        if read_at >= 0:  # a read refreshes the entry's lifetime
+            seconds = self.entries[hashes[read_at]][1]
+            self.entries[hashes[read_at]] = (now + seconds, seconds)
+        written = {"5m": 0, "1h": 0}
+        covered = read
+        for mark in marks:
+            ttl = _ttl_name(blocks[mark])
+            if sizes[mark] < self.min_tokens:
+                continue
+            seconds = 3600.0 if ttl == "1h" else 300.0
+            self.entries[hashes[mark]] = (now + seconds, seconds)
+            if sizes[mark] > covered:
+                written[ttl] += sizes[mark] - covered
+                covered = sizes[mark]
+        rest = max(inputs - read - written["5m"] - written["1h"], 0)
+        return _usage(rest, outputs, read, written["5m"], written["1h"])
+
+
+def _prompt_blocks(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Tools, system blocks and message blocks in the order Anthropic caches them."""
+    blocks: list[Any] = list(data.get("tools") or [])
+    system = data.get("system")
+    if isinstance(system, str):
+        blocks.append({"type": "text", "text": system})
+    elif isinstance(system, list):
+        blocks += system
+    for message in data.get("messages") or []:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, str):
+            blocks.append({"type": "text", "text": content})
+        elif isinstance(content, list):
+            blocks += content
+    return [b for b in blocks if isinstance(b, Mapping)]
+
+
+def _ttl_name(block: Mapping[str, Any]) -> str:
+    control = block.get("cache_control")
+    return "1h" if isinstance(control, Mapping) and control.get("ttl") == "1h" else "5m"
+
+
 def _start_frames(
-    model: str, inputs: int, message_id: str = "msg_01Fake"
+    model: str, usage: int | dict[str, Any], message_id: str = "msg_01Fake"
 ) -> list[tuple[bytes, bool]]:
     message: dict[str, Any] = {
         "id": message_id,
@@ -324,7 +421,7 @@ def _start_frames(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": _usage(inputs, 1),
+        "usage": _usage(usage, 1) if isinstance(usage, int) else usage,
     }
     return [(sse("message_start", {"type": "message_start", "message": message}), False)]
 

@@ -8,13 +8,22 @@ and `data: [DONE]`; `response` objects and the typed Responses events ending in
 services send, quoted in `OPENAI_ERRORS` and `OPENROUTER_ERRORS`. Before answering, a fake checks
 what the real API checks cheaply: the Bearer key, required fields, `max_tokens` and `temperature`
 on reasoning models, and that every tool result answers a tool call of the conversation.
+
+Prompt caching is automatic, as OpenAI documents it (`AutoCache`): a prompt of 1,024 tokens or
+more leaves its prefixes in the cache for a few minutes, and a later prompt with the same prefix
+(and the same `prompt_cache_key`) reports the cached part, in steps of 128 tokens, as
+`prompt_tokens_details.cached_tokens` (Responses: `input_tokens_details.cached_tokens`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Any
 
 from aiohttp import web
@@ -257,6 +266,43 @@ def halves(text: str) -> list[str]:
     return [p for p in (text[:middle], text[middle:]) if p]
 
 
+@dataclass
+class AutoCache:
+    """OpenAI's automatic prompt cache: prefixes of prompts of `min_tokens` or more, per model
+    and `prompt_cache_key`, kept `ttl` seconds after their last use. A prompt is read in order
+    (tools, instructions, then each message or input item); a part is `len(its JSON) // 4`
+    tokens, as the fake counts."""
+
+    min_tokens: int = 1024
+    step: int = 128
+    ttl: float = 600.0
+    clock: Callable[[], float] = time.monotonic
+    entries: dict[str, float] = default(default_factory=dict)
+
+    def cached(self, data: JSON, prompt: int) -> int:
+        """The cached part of this prompt, and the prompt's prefixes remembered for later."""
+        parts = [data.get("tools"), data.get("instructions")]
+        items = data.get("messages") if "messages" in data else data.get("input")
+        parts += items if isinstance(items, list) else [items]
+        seed = f"{data.get('model')}|{data.get('prompt_cache_key') or ''}"
+        digest = hashlib.sha256(seed.encode())
+        now, size, hit = self.clock(), 0, 0
+        for part in parts:
+            if part is None:
+                continue
+            text = json.dumps(part, sort_keys=True, separators=(",", ":"))
+            digest.update(text.encode())
+            size += len(text) // 4
+            key = digest.hexdigest()
+            if self.entries.get(key, 0.0) > now:
+                hit = size
+            if size >= self.min_tokens:
+                self.entries[key] = now + self.ttl
+        if hit < self.min_tokens or prompt < self.min_tokens:
+            return 0
+        return min(self.min_tokens + (hit - self.min_tokens) // self.step * self.step, prompt)
+
+
 class FakeOpenAI(FakeUpstream):
     """OpenAI on 127.0.0.1: `/v1/chat/completions`, `/v1/responses`, `/v1/models`."""
 
@@ -280,6 +326,7 @@ class FakeOpenAI(FakeUpstream):
         self.key = key
         self.auth = auth
         self.models = tuple(models) if models is not None else None
+        self.cache = AutoCache()
         self.routes = (
             ("POST", f"{self.base_path}/chat/completions"),
             ("POST", f"{self.base_path}/responses"),
@@ -486,11 +533,12 @@ class FakeOpenAI(FakeUpstream):
 
     def chat_usage(self, reply: Reply, data: JSON) -> JSON:
         prompt, completion = usage_for(reply, data)
+        cached = self.cache.cached(data, prompt) if reply.usage is None else 0
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": 0,
@@ -534,9 +582,10 @@ class FakeOpenAI(FakeUpstream):
         incomplete = final and reply.stop == "max_tokens"
         status = "incomplete" if incomplete else "completed" if final else "in_progress"
         prompt, completion = usage_for(reply, data)
+        cached = self.cache.cached(data, prompt) if final and reply.usage is None else 0
         usage = {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion,

@@ -81,7 +81,16 @@ def new_message_id() -> str:
 
 
 def part_to_block(part: Part) -> Block | None:
-    """The content block of one part; None for an empty text or an image without a source."""
+    """The content block of one part, with its cache breakpoint; None for an empty text or an
+    image without a source."""
+    block = _block(part)
+    cache = getattr(part, "cache", None)
+    if block is not None and cache:
+        block["cache_control"] = dict(cache)
+    return block
+
+
+def _block(part: Part) -> Block | None:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text} if part.text else None
     if isinstance(part, ImagePart):
@@ -168,6 +177,8 @@ def tool_to_wire(tool: Tool) -> Block:
     block: Block = {"name": tool.name, "input_schema": schema}
     if tool.description:
         block["description"] = tool.description
+    if tool.cache:
+        block["cache_control"] = dict(tool.cache)
     return block
 
 
@@ -194,6 +205,10 @@ def usage_to_wire(usage: Usage) -> Block:
         "input_tokens": max(usage.input_tokens - cached, 0),
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens - usage.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        },
         "output_tokens": usage.output_tokens,
     }
 
@@ -230,17 +245,29 @@ def block_to_parts(block: object, where: str) -> tuple[Part, ...] | None:
 
 
 def _text(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
-    return (TextPart(_str(block, "text", where)),)
+    return (TextPart(_str(block, "text", where), _cache(block, where)),)
+
+
+def _cache(block: Mapping[str, Any], where: str) -> Mapping[str, Any] | None:
+    """A block's `cache_control`, kept as sent (None when there is none)."""
+    cache = block.get("cache_control")
+    if cache is None:
+        return None
+    if not isinstance(cache, Mapping) or not isinstance(cache.get("type"), str):
+        raise RequestError(f"{where}.cache_control: expected an object with a type")
+    return dict(cache)
 
 
 def _image(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
     source = block.get("source")
     kind = source.get("type") if isinstance(source, Mapping) else None
+    cache = _cache(block, where)
     if kind == "base64" and isinstance(source, Mapping):
         data = _str(source, "data", f"{where}.source")
-        return (ImagePart(data=data, media_type=_str(source, "media_type", f"{where}.source")),)
+        media = _str(source, "media_type", f"{where}.source")
+        return (ImagePart(data=data, media_type=media, cache=cache),)
     if kind == "url" and isinstance(source, Mapping):
-        return (ImagePart(url=_str(source, "url", f"{where}.source")),)
+        return (ImagePart(url=_str(source, "url", f"{where}.source"), cache=cache),)
     raise RequestError(f"{where}.source: expected a base64 or url image source")
 
 
@@ -248,8 +275,8 @@ def _tool_use(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
     args = block.get("input", {})
     if not isinstance(args, Mapping):
         raise RequestError(f"{where}.input: expected an object")
-    call = ToolCallPart(_str(block, "id", where), _str(block, "name", where), json.dumps(args))
-    return (call,)
+    name, arguments = _str(block, "name", where), json.dumps(args)
+    return (ToolCallPart(_str(block, "id", where), name, arguments, _cache(block, where)),)
 
 
 def _tool_result(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
@@ -261,7 +288,8 @@ def _tool_result(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
         raise RequestError(f"{where}.content: tool results may hold only text and images")
     text = "\n".join(p.text for p in inner if isinstance(p, TextPart))
     images = tuple(p for p in inner if isinstance(p, ImagePart))
-    return (ToolResultPart(tool_id, text, bool(block.get("is_error", False))), *images)
+    error, cache = bool(block.get("is_error", False)), _cache(block, where)
+    return (ToolResultPart(tool_id, text, error, cache), *images)
 
 
 def _thinking(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
@@ -300,11 +328,14 @@ def parse_usage(data: object) -> Usage | None:
     if not isinstance(data, Mapping) or not isinstance(data.get("output_tokens"), int):
         return None
     cached = _int(data, "cache_read_input_tokens") + _int(data, "cache_creation_input_tokens")
+    split = data.get("cache_creation")  # {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}
+    hour = _int(split, "ephemeral_1h_input_tokens") if isinstance(split, Mapping) else 0
     return Usage(
         input_tokens=_int(data, "input_tokens") + cached,
         output_tokens=_int(data, "output_tokens"),
         cache_read_tokens=_int(data, "cache_read_input_tokens"),
         cache_write_tokens=_int(data, "cache_creation_input_tokens"),
+        cache_write_1h_tokens=hour,
     )
 
 
@@ -326,9 +357,11 @@ def parse_request(data: object) -> ChatRequest:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise RequestError("model: field required (a model name, 'auto' or 'auto:<class>')")
+    system, system_blocks = _parse_system(data.get("system"))
     return ChatRequest(
         messages=_parse_messages(data.get("messages")),
-        system=_parse_system(data.get("system")),
+        system=system,
+        system_blocks=system_blocks,
         model=model,
         max_tokens=_max_tokens(data.get("max_tokens")),
         temperature=_number(data, "temperature"),
@@ -356,13 +389,16 @@ def _parse_message(value: object, where: str) -> Message:
     return Message(role, parse_blocks(value.get("content"), f"{where}.content"))
 
 
-def _parse_system(value: object) -> str | None:
+def _parse_system(value: object) -> tuple[str | None, tuple[TextPart, ...]]:
+    """The system prompt's text, and its blocks when it came as blocks (forwarded as they are,
+    cache breakpoints included)."""
     if value is None or isinstance(value, str):
-        return value or None
+        return value or None, ()
     parts = parse_blocks(value, "system")
-    if not all(isinstance(p, TextPart) for p in parts):
+    blocks = tuple(p for p in parts if isinstance(p, TextPart))
+    if len(blocks) != len(parts):
         raise RequestError("system: expected a string or a list of text blocks")
-    return "\n\n".join(p.text for p in parts if isinstance(p, TextPart)) or None
+    return "\n\n".join(p.text for p in blocks) or None, blocks
 
 
 def _max_tokens(value: object) -> int | None:
@@ -415,7 +451,7 @@ def _parse_tool(value: object, where: str) -> Tool:
     description = value.get("description") or ""
     if not isinstance(description, str):
         raise RequestError(f"{where}.description: expected a string")
-    return Tool(_str(value, "name", where), description, dict(schema))
+    return Tool(_str(value, "name", where), description, dict(schema), _cache(value, where))
 
 
 def tool_choice_from_wire(value: object) -> str | dict[str, Any] | None:

@@ -194,7 +194,10 @@ def parse_content(content: Any, path: str) -> tuple[Part, ...]:
 def _parse_part(part: Any, path: str) -> Part:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
-        return TextPart(part["text"])
+        # `cache_control` on a text part: Anthropic's breakpoint in OpenAI form (OpenRouter's
+        # convention); it reaches an Anthropic target as it came
+        cache = part.get("cache_control")
+        return TextPart(part["text"], dict(cache) if isinstance(cache, dict) else None)
     if kind == "refusal" and isinstance(part.get("refusal"), str):
         return TextPart(part["refusal"])
     if kind == "image_url":
@@ -276,7 +279,16 @@ def parse_request(data: Any) -> ChatRequest:
         tool_choice=_tool_choice(data.get("tool_choice")),
         stream=_flag(data, "stream"),
         metadata=_metadata(data.get("metadata")),
+        cache_key=_cache_key(data.get("prompt_cache_key")),
     )
+
+
+def _cache_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail("prompt_cache_key", "expected a string")
+    return value or None
 
 
 def include_usage(data: Mapping[str, Any]) -> bool:
