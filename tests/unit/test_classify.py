@@ -410,3 +410,45 @@ def test_dev_set_macro_f1_is_above_the_floor(policy: Policy) -> None:
     report = evaluate(load_jsonl(DEV), policy)
     assert report.macro_f1 >= 0.88, report.render()
     assert report.per_class["heartbeat"].recall >= 0.95, report.render()
+
+
+# -- general signals that carry over to prompts of other sources --------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["What is 2+2", "what is 17 * 23?", "12 / 4"])
+def test_a_bare_arithmetic_question_is_simple(policy: Policy, prompt: str) -> None:
+    assert ask(policy, prompt).task is TaskClass.SIMPLE
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Explain in detail how TCP congestion control works",
+        "Describe in depth how a refrigerator keeps food cold",
+    ],
+)
+def test_asking_for_depth_is_complex(policy: Policy, prompt: str) -> None:
+    assert ask(policy, prompt).task is TaskClass.COMPLEX
+
+
+def test_a_short_summary_request_is_simple_or_complex(policy: Policy) -> None:
+    result = ask(policy, "Summarise RFC 9110 in three sentences")
+    assert result.task in (TaskClass.SIMPLE, TaskClass.COMPLEX)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "task"),
+    [
+        ("Solve this exercise in Haskell: reverse the words of a sentence.", TaskClass.CODE),
+        ("get the last item of the list `xs`", TaskClass.CODE),
+        ("Find me recent news about the Mars rover.", TaskClass.SIMPLE),
+        (
+            "If it rains, the match is cancelled. If the match is cancelled, we stay home. "
+            "Either it rains or the sun shines. Can we conclude that we stay home?",
+            TaskClass.REASONING,
+        ),
+        ("How many ping-pong balls would it take to fill a school bus?", TaskClass.REASONING),
+    ],
+)
+def test_general_signals(policy: Policy, prompt: str, task: TaskClass) -> None:
+    assert ask(policy, prompt).task is task

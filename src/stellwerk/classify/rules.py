@@ -135,7 +135,7 @@ _LANG = (
     r"regular expression)"
 )
 _LANG_WORDS = (
-    "python javascript typescript java golang rust ruby php kotlin swift scala haskell perl "
+    "c python javascript typescript java golang rust ruby php kotlin swift scala haskell perl "
     "bash shell powershell sql html css matlab lua dart elixir clojure fortran cobol assembly "
     "verilog julia react node nodejs django flask pandas numpy jquery regex regular"
 )
@@ -175,12 +175,17 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Checks], ...]:
             r"\b(?:write|create|implement|complete|generate|give me|build|code|fix)\s+"
             r"(?:a|an|the|me a|some|this)?\s*(?:\w+\s+){0,3}(?:function|program|script|method|"
             r"class|algorithm|query|regex|regular expression|snippet|code|unit tests?|api|"
-            r"endpoint|module)\b",
+            r"endpoint|module|implementation)\b",
             "function program script method class algorithm query regex regular snippet code "
-            "test tests api endpoint module")),
-        (_C, 2.5, "programming language", _low(
-            rf"\b(?:in|using|with)\s+{_LANG}\b|\b{_LANG}\s+(?:code|function|program|script|"
-            r"class|snippet|question|syntax|markup|query|tags?)\b", _LANG_WORDS)),
+            "test tests api endpoint module implementation")),
+        (_C, 1.9, "inline code", _low(r"`[\w.()\[\]'\"]+`", "`")),
+        (_C, 3.1, "programming language", _either(
+            _low(rf"\b(?:in|using|with)\s+{_LANG}(?!\w)|(?<!\w){_LANG}\s+(?:code|function|"
+                 r"program|script|class|snippet|question|syntax|markup|query|tags?|"
+                 rf"implementation|solution|version|method)\b|\(\s*{_LANG}\s*\)", _LANG_WORDS),
+            _cased(r"\b(?:in|using|with) Go\b|\bGo (?:code|function|program|implementation)\b|"
+                   r"\(Go\)", "go"),
+        )),
         (_C, 1.9, "data structures", _low(
             r"\b(?:arrays?|linked lists?|binary (?:search )?trees?|hash ?(?:maps?|tables?)|"
             r"substrings?|subarrays?|subsequences?|palindromes?|"
@@ -208,8 +213,20 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Checks], ...]:
          (_Check(frozenset({"0"}), frozenset(), _word_problem),)),
         (_R, 2.5, "logic puzzle", _low(
             r"\btrue,? false,? or uncertain\b|\bpremises?\b|\bpuzzle\b|\bstep[- ]by[- ]step\b|"
-            r"\bdeduce\b|\blogically\b",
-            "uncertain premise premises puzzle step deduce logically")),
+            r"\bdeduce\b|\blogically\b|\bfirst-order logic\b|\bpredicates?\b|\bsyllogisms?\b|"
+            r"\b(?:can we|can you|does (?:it|this)|is it possible to) (?:conclude|infer|deduce)\b|"
+            r"\b(?:does|would) (?:this|that|it) (?:imply|entail)\b",
+            "uncertain premise premises puzzle step deduce logically logic predicate predicates "
+            "syllogism syllogisms conclude infer imply entail")),
+        (_R, 2.5, "conditional logic", _either(  # if ..., then ...; either ... or ...
+            _low(r"\beither\b[^.?!\n]{3,150}\bor\b", "either", also="if"),
+            _low(r"\bat least one of\b|\b(?:it is|it's|we) (?:known|certain|given|know) that\b",
+                 "least known certain given know", also="if"),
+        )),
+        (_R, 3.75, "estimate", _low(
+            r"\bhow (?:many|much|long|far|fast|big|heavy)\b[^.?!\n]{3,120}\bwould\b|"
+            r"\b(?:estimate|roughly how|approximately how|ballpark)\b",
+            "how estimate roughly approximately ballpark")),
         (_R, 5.0, "logic statements", _either(  # all A are B; A is older than B. B is ...
             _low(r"(?:\b(?:all|no|every|some) [\w-]+ (?:are|is)\b[\s\S]{0,120}?){2}",
                  "all no every some"),
@@ -229,24 +246,37 @@ def _rules() -> tuple[tuple[TaskClass, float, str, _Checks], ...]:
             r"\s+(?:me\s+|us\s+)?(?:a|an|the|some|one|two|three|\d+)?\s*(?:[\w-]+\s+){0,4}"
             rf"{_GENRE}\b",
             "write compose draft craft create generate make produce come give")),
+        (_X, 4.0, "asks for depth", _low(
+            r"\b(?:in (?:great |more |full )?(?:detail|depth)|at length|comprehensive(?:ly)?|"
+            r"thorough(?:ly)?|elaborate on|\d+ words)\b",
+            "detail depth length comprehensive comprehensively thorough thoroughly elaborate "
+            "words")),
         (_X, 2.5, "role play", _either(  # no `opens`: "roleplay" may open a longer first word
             _low(r"\A\W*(?:as (?:an?|the|my) |imagine (?:you are|yourself)|"
-                 r"pretend (?:to be|you are)|you are an?\b|act as|roleplay|role-play)"),
+                 r"pretend (?:to be|you are)|you are (?:now )?(?:an?|the)\b|act as|roleplay|"
+                 r"role-play|take on the (?:role|persona)|you(?:r|'re)? role-?play)"),
+            _low(r"\b(?:take on|play|assume|in) the (?:role|persona) of\b", "role persona"),
+            _cased(r"\A\W*You are (?:now )?[A-Z][\w.'-]+ [A-Z][\w.'-]+", "you"),
             _low(r"\b(?:in the style|from the perspective) of\b", "style perspective"),
             _cased(r"\A\W*[Aa]s [A-Z][\w.'-]+(?: [A-Z][\w.'-]+)*,", "as"),
         )),
-        (_X, 5.5, "counterfactual", _either(
+        (_X, 6.5, "counterfactual", _either(
             _low(r"\bwhat if\b|\bwhat would have happened if\b", "if", also="what"),
             _low(r"\bhow (?:would|might) .{3,80} (?:be different|have changed|change|differ) if\b",
                  "if", also="how"),
             _low(r"\bif\b[^.?!\n]{3,80}\bhad (?:never|not|been)\b", "if", also="had"),
         )),
         (_S, 3.75, "extraction", _low(r"\A\W*(?:please\s+)?extract\b", opens="please extract")),
+        (_S, 5.0, "arithmetic", _low(  # what is 2 + 2: a fact, no problem to work through
+            r"\A\W*(?:what(?:'s| is)\s+)?\d+(?:\.\d+)?\s*[-+*/x]\s*\d+(?:\.\d+)?\s*[?.=]?\s*\Z",
+            "0")),
         (_S, 2.5, "lookup", _either(
             _low(r"\A\W*(?:please\s+)?(?:identify|classify|categorize|indicate|name|list|"
-                 r"define|tell me|give (?:me )?(?:some )?examples|provide (?:me with )?a list)\b",
+                 r"define|tell me|give (?:me )?(?:some )?examples|provide (?:me with )?a list|"
+                 r"find me|search(?: for| the web)?|look up|retrieve|fetch|"
+                 r"i (?:want|would like|'d like) to know)\b",
                  opens="please identify classify categorize indicate name list define tell give "
-                 "provide"),
+                 "provide find search look i retrieve fetch"),
             _low(r"choose the correct answer|which of the following", "correct following"),
         )),
     )
