@@ -9,6 +9,7 @@ writer wait for another process's lock instead of failing at once.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +25,23 @@ def connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Conne
     """A connection in autocommit mode (transactions are explicit), WAL, usable from threads."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _wal(conn, time.monotonic() + busy_timeout_ms / 1000)
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch the file to WAL. Switching takes an exclusive lock and SQLite answers "database is
+    locked" at once, without its busy handler, while another process does the same: two gateway
+    workers that create a new file together. So it is tried again until `deadline`."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
