@@ -410,3 +410,48 @@ def emergency(state: str, config_path: Path | None) -> None:
     changed = asyncio.run(switch_by_hand(config_path, state == "on"))
     what = "on: local models only" if state == "on" else "off: normal routing"
     click.echo(f"emergency mode {what}" + ("" if changed else " (it already was)"))
+
+
+# -- openclaw --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--apply", "do_apply", is_flag=True, help="Merge the block into openclaw.json.")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="openclaw.json to merge into (default: $OPENCLAW_CONFIG_PATH, else "
+    "~/.openclaw/openclaw.json).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what --apply would change; write nothing.")
+@config_option
+def openclaw(do_apply: bool, file: Path | None, dry_run: bool, config_path: Path | None) -> None:
+    """Print the OpenClaw config block for this gateway, or merge it into openclaw.json.
+
+    --apply sets only Stellwerk's two providers, agents.defaults.model.primary, .fallbacks (only
+    when absent or already Stellwerk's) and agents.defaults.heartbeat.model; it keeps comments
+    and everything else, writes a backup beside the file first and prints the diff.
+    """
+    from .openclaw import block_for, default_config_file, plan_merge, write_merge
+
+    block = block_for(config_path)
+    if not (do_apply or dry_run):
+        if file is not None:
+            raise click.UsageError("--file goes with --apply or --dry-run")
+        click.echo(block.text(), nl=False)
+        return
+    merge = plan_merge(file or default_config_file(), block)
+    if merge.changed:
+        click.echo(merge.diff(), nl=False)
+    for note in merge.notes:
+        click.echo(f"note: {note}")
+    if not merge.changed:
+        return
+    if dry_run:
+        click.echo(f"dry run: {merge.path} not written")
+        return
+    backup = write_merge(merge)
+    if backup is not None:
+        click.echo(f"backup: {backup}")
+    click.echo(f"wrote {merge.path}")
