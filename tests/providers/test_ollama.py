@@ -263,7 +263,7 @@ async def test_tool_call_round_trip(
     first = await ollama.complete(ask, qwen, None)
     assert first.stop_reason == "tool_use"
     (call,) = first.tool_calls
-    assert (call.id, call.name, call.arguments) == ("call_0", "get_weather", '{"city": "Berlin"}')
+    assert (call.id, call.name, call.arguments) == ("call_0", "get_weather", '{"city":"Berlin"}')
     assert fake.received[0].json["tools"][0]["function"]["name"] == "get_weather"
 
     follow = replace(
@@ -303,9 +303,9 @@ async def test_streamed_tool_calls_keep_ollama_ids(
     chunks = [c async for c in ollama.stream(ask, qwen, None)]
     assert chunks[:-1] == [
         ToolCallStart(0, "call_x7k2p9qa", "get_weather"),
-        ToolCallDelta(0, '{"city": "Paris"}'),
+        ToolCallDelta(0, '{"city":"Paris"}'),
         ToolCallStart(1, "call_m3n4b5v6", "get_weather"),
-        ToolCallDelta(1, '{"city": "Rome"}'),
+        ToolCallDelta(1, '{"city":"Rome"}'),
     ]
     end = chunks[-1]
     assert isinstance(end, StreamEnd) and end.stop_reason == "tool_use"

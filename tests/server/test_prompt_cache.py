@@ -165,3 +165,22 @@ async def test_openai_cached_tokens_are_read_and_priced_as_cache_reads(agent):
     model = agent.router.policy.models["openai/gpt-4o-mini"]
     assert model.cache_read_price == model.input_price // 2
     assert second.cost_micros == model.cost_of(second.usage) < first.cost_micros
+
+
+async def test_tool_calls_reach_openai_in_the_same_bytes_from_either_client_format(agent):
+    """An Anthropic client's tool_use `input` object is written as OpenAI's models write
+    arguments, so a session that crosses formats keeps OpenAI's prefix cache at its tool calls."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "ls", "input": {"path": ".", "n": 2}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.txt"}
+    anthropic_body = {
+        "model": "openai/gpt-4o-mini",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "List the files."},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+        ],
+    }
+    assert (await agent.client.post("/v1/messages", json=anthropic_body)).status == 200
+    sent = upstream(agent, "openai")["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert sent == '{"path":".","n":2}'

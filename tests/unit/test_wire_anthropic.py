@@ -65,7 +65,7 @@ MODEL = ModelSpec(
     max_output=64_000,
 )
 WEATHER = Tool("get_weather", "Weather for a city", {"type": "object", "properties": {}})
-CALL = ToolCallPart("toolu_01", "get_weather", '{"city": "Paris"}')
+CALL = ToolCallPart("toolu_01", "get_weather", '{"city":"Paris"}')
 RESULT = ToolResultPart("toolu_01", "18 degrees")
 PNG = "iVBORw0KGgo="
 

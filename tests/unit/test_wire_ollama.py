@@ -136,8 +136,8 @@ def test_no_tools_no_tools_field() -> None:
     assert "tools" not in to_payload(ChatRequest.of("hi"), R1)
 
 
-CALL = ToolCallPart("toolu_1", "get_weather", '{"city": "Berlin"}')
-SECOND = ToolCallPart("toolu_2", "get_time", '{"zone": "CET"}')
+CALL = ToolCallPart("toolu_1", "get_weather", '{"city":"Berlin"}')
+SECOND = ToolCallPart("toolu_2", "get_time", '{"zone":"CET"}')
 _CALL_JSON = {
     "type": "function",
     "function": {"name": "get_weather", "arguments": {"city": "Berlin"}},
@@ -282,7 +282,7 @@ def test_tool_calls_with_object_arguments_become_json_text_with_ids() -> None:
     ]
     response = parse_response(_answer({"content": "", "tool_calls": calls}), R1)
     assert response.tool_calls == (
-        ToolCallPart("call_0", "get_weather", '{"city": "Paris, FR"}'),
+        ToolCallPart("call_0", "get_weather", '{"city":"Paris, FR"}'),
         ToolCallPart("call_x7k2p9qa", "get_time", "{}"),
     )
     assert response.stop_reason == "tool_use"
@@ -374,7 +374,7 @@ def test_stream_tool_calls_get_consecutive_indexes() -> None:
     chunks += parser.feed(FINAL)
     assert chunks[:4] == [
         ToolCallStart(0, "call_0", "a"),
-        ToolCallDelta(0, '{"x": 1}'),
+        ToolCallDelta(0, '{"x":1}'),
         ToolCallStart(1, "call_abc", "b"),
         ToolCallDelta(1, "{}"),
     ]

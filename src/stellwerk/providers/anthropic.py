@@ -42,6 +42,7 @@ from ..wire.anthropic import (
     API_VERSION,
     REDACTED,
     Block,
+    compact_json,
     messages_to_wire,
     parse_blocks,
     parse_usage,
@@ -374,7 +375,7 @@ class StreamParser:
         self._output_chars += len(name)
         chunks: list[Chunk] = [ToolCallStart(index, _text(block, "id"), name)]
         if block.get("input"):  # the API sends {} and streams the input; accept it inline too
-            chunks += self._tool_delta(block_index, json.dumps(block["input"]))
+            chunks += self._tool_delta(block_index, compact_json(block["input"]))
         return chunks
 
     def _on_content_block_delta(self, payload: Mapping[str, Any]) -> list[Chunk]:

@@ -52,6 +52,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
+from ..wire.anthropic import compact_json
 from ._http import (
     classify_error_event,
     classify_failure,
@@ -197,7 +198,7 @@ def _tool_call(index: int, raw: Any, target: str) -> ToolCallPart:
     if not isinstance(function, dict) or not function.get("name"):
         raise ProviderError(FailureClass.SERVER, "malformed tool call from Ollama", target=target)
     arguments = function.get("arguments") or {}
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    text = arguments if isinstance(arguments, str) else compact_json(arguments)
     return ToolCallPart(str(raw.get("id") or f"call_{index}"), str(function["name"]), text)
 
 

@@ -134,6 +134,13 @@ def _thinking_block(part: ThinkingPart) -> Block:
     return {"type": "thinking", "thinking": part.text, "signature": signature}
 
 
+def compact_json(value: object) -> str:
+    """Tool-call arguments as text, the way OpenAI's models write them (no spaces, UTF-8 kept):
+    the same call re-encoded from Anthropic's `input` object stays byte-identical, so a session
+    that crosses formats keeps its prefix cache at its tool calls."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def tool_input(arguments: str) -> dict[str, Any]:
     """Tool-call arguments as the JSON object Anthropic requires ({} when they are not one)."""
     try:
@@ -275,7 +282,7 @@ def _tool_use(block: Mapping[str, Any], where: str) -> tuple[Part, ...]:
     args = block.get("input", {})
     if not isinstance(args, Mapping):
         raise RequestError(f"{where}.input: expected an object")
-    name, arguments = _str(block, "name", where), json.dumps(args)
+    name, arguments = _str(block, "name", where), compact_json(args)
     return (ToolCallPart(_str(block, "id", where), name, arguments, _cache(block, where)),)
 
 
