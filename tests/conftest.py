@@ -9,8 +9,12 @@ it; they are never skipped.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +72,26 @@ def new_redis() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.close()
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of `../shared` beside the checkout (the real client's captures, the routing data).
+    CI always has it, so a test that needs it fails there without it; elsewhere it is skipped."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI has ../shared beside the clone")
+        pytest.skip(f"{path} not present (../shared is beside a checkout of the project)")
+    return path
+
+
+def capture(name: str) -> list[dict[str, Any]]:
+    """The requests of one capture of the real OpenClaw agent, each `{"route", "headers",
+    "body"}` (`../shared/clients/openclaw/captures/NAME.json`)."""
+    path = shared_file("clients", "openclaw", "captures", f"{name}.json")
+    requests: list[dict[str, Any]] = json.loads(path.read_text())["requests"]
+    return requests
+

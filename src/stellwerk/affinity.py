@@ -38,7 +38,7 @@ def turn_id(request: ChatRequest, reading: Reading) -> str:
     """The turn a request belongs to: 32 hex digits (the first 16 bytes of a SHA-256), "" when it
     has no human turn. One pass over the messages up to the human's turn; the system prompt,
     the same long text in every request of a session, is hashed once per distinct prompt
-    (`_system_digest`). Tool call arguments, tool results' content and thinking are left out
+    (`system_digest`). Tool call arguments, tool results' content and thinking are left out
     (ids name them); images count by reference and size.
 
     SHA-256 rather than blake2b: with the SHA extensions of current x86 and ARM cores it is the
@@ -50,32 +50,32 @@ def turn_id(request: ChatRequest, reading: Reading) -> str:
     session = request.metadata.get(SESSION)
     if session:
         update(b"\x1dsession\x1f")
-        update(_bytes(session))
+        update(utf8(session))
     update(b"\x1dsystem\x1f")
     if request.system:
-        update(_system_digest(request.system))
+        update(system_digest(request.system))
     for message in request.messages[: reading.at + 1]:
-        update(_ROLE.get(message.role) or _bytes(f"\x1e{message.role}"))
+        update(_ROLE.get(message.role) or utf8(f"\x1e{message.role}"))
         for part in message.content:
             if isinstance(part, TextPart):
                 update(b"\x1f")
-                update(_bytes(part.text))
+                update(utf8(part.text))
             elif isinstance(part, ToolCallPart):
-                update(_bytes(f"\x1fcall\x1f{part.id}\x1f{part.name}"))
+                update(utf8(f"\x1fcall\x1f{part.id}\x1f{part.name}"))
             elif isinstance(part, ToolResultPart):
-                update(_bytes(f"\x1fresult\x1f{part.tool_call_id}"))
+                update(utf8(f"\x1fresult\x1f{part.tool_call_id}"))
             elif isinstance(part, ImagePart):
                 size = len(part.data) if part.data else 0
-                update(_bytes(f"\x1fimage\x1f{part.url or ''}\x1f{size}"))
+                update(utf8(f"\x1fimage\x1f{part.url or ''}\x1f{size}"))
     return digest.hexdigest()[:32]
 
 
 @functools.lru_cache(maxsize=64)
-def _system_digest(system: str) -> bytes:
+def system_digest(system: str) -> bytes:
     """The digest of a system prompt, once per prompt: the lookup costs nothing more, as the
     classifier has already hashed the same string object (`classify._system_model_line`)."""
-    return hashlib.sha256(_bytes(system)).digest()
+    return hashlib.sha256(utf8(system)).digest()
 
 
-def _bytes(text: str) -> bytes:
+def utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")

@@ -94,7 +94,7 @@ class _Task(_Struct):
     primary: str
     fallbacks: list[str] = []
     context: Literal["full", "minimal", "fit"] = "full"
-    cache: Literal["5m", "1h", "off"] = "5m"
+    cache: Literal["5m", "1h", "auto", "off"] = "5m"
 
 
 class _Routing(_Struct):
@@ -102,6 +102,7 @@ class _Routing(_Struct):
     classes: list[str] = msgspec.field(default_factory=lambda: [str(t) for t in TEXT_CLASSES])
     default_task: str = "complex"
     min_confidence: float = 0.5
+    cache_aware: bool = True
 
 
 class _RateLimit(_Struct):
@@ -559,6 +560,7 @@ def _routing(raw: _Routing) -> RoutingPolicy:
         ),
         default_task=_task_class(raw.default_task, "routing.default_task", TEXT_CLASSES),
         min_confidence=raw.min_confidence,
+        cache_aware=raw.cache_aware,
     )
 
 

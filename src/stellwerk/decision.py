@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .plan import RoutePlan, Skip
 from .types import Usage
+
+if TYPE_CHECKING:
+    from .warmth import Choice
 
 
 def new_request_id() -> str:
@@ -65,6 +68,12 @@ class Decision:
     answer: str | None = None  # the answer text, kept only with `ledger.store_content`
     turn: str = ""  # the agent turn this request belongs to (`affinity.turn_id`); "": none
     continuation: bool = False  # it continues its turn after tool calls (not its first request)
+    # cache-aware routing (`warmth.py`): the session whose warm caches were read, what they held,
+    # and the choice they made (None: nothing was warm)
+    session: str = ""
+    estimate: int = 0  # the prompt's tokens as Stellwerk estimated them when it planned
+    warm: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    cache: Choice | None = None
 
     @classmethod
     def rejected(
@@ -144,4 +153,5 @@ class Decision:
             "error": self.error,
             "turn": self.turn or None,
             "continuation": self.continuation,
+            "cache": self.cache.to_json() if self.cache is not None else None,
         }

@@ -11,13 +11,19 @@ StellwerkError
 └── AllTargetsFailed  502    every attempt failed; .attempts lists them in order
 ```
 
-Messages never contain secrets: credentials are referred to by their masked id only.
+Messages never contain secrets: credentials are referred to by their masked id only, and every
+text an upstream sent passes `redaction.scrub` before it becomes part of a `ProviderError` (its
+message and its body), so no key an upstream echoes reaches a store, a log or a caller.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .redaction import scrub, scrub_bytes
 
 if TYPE_CHECKING:
     from .failures import FailureClass
@@ -63,9 +69,53 @@ class NoRouteAvailable(StellwerkError):
     kind = "overloaded_error"
 
     def __init__(self, skipped: Sequence[tuple[str, str]]) -> None:
-        self.skipped = tuple(skipped)
+        self.skipped = tuple((t, scrub(r)) for t, r in skipped)
         reasons = "; ".join(f"{t}: {r}" for t, r in self.skipped) or "empty chain"
         super().__init__(f"no target available ({reasons})")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamError:
+    """The error object an upstream sent, as it sent it: what the caller gets back "as is" when
+    the upstream rejected the request as the caller's own error."""
+
+    format: Literal["openai", "anthropic", "plain"]  # OpenAI-shaped (OpenRouter, ...), or not
+    message: str
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+def upstream_error_of(body: bytes | None) -> UpstreamError | None:
+    """The error object of an upstream error body: OpenAI's `{"error": {message, type, param,
+    code}}`, Anthropic's `{"type": "error", "error": {type, message}}`, Ollama's
+    `{"error": "text"}`; None when the body holds none."""
+    if not body:
+        return None
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return UpstreamError("plain", text) if text else None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str) and error:
+        return UpstreamError("plain", error)
+    if not isinstance(error, dict):
+        return None
+    message, kind = error.get("message"), error.get("type")
+    if not isinstance(message, str):
+        message = str(message or kind or "")
+    kind = kind if isinstance(kind, str) else None
+    if data.get("type") == "error":
+        return UpstreamError("anthropic", message, kind)
+    param, code = error.get("param"), error.get("code")
+    return UpstreamError(
+        "openai",
+        message,
+        kind,
+        param if isinstance(param, str) else None,
+        code if isinstance(code, str | int) and not isinstance(code, bool) else None,
+    )
 
 
 class ProviderError(StellwerkError):
@@ -87,10 +137,15 @@ class ProviderError(StellwerkError):
         self.failure = failure
         self.upstream_status = status
         self.retry_after = retry_after
-        self.body = body
+        self.body = scrub_bytes(body) if body else body
         self.target = target
         self.after_first_token = after_first_token
-        super().__init__(message)
+        super().__init__(scrub(message))
+
+    @property
+    def upstream_error(self) -> UpstreamError | None:
+        """The upstream's own error object, from the (scrubbed) body it sent."""
+        return upstream_error_of(self.body)
 
     @property
     def fallback(self) -> bool:
@@ -106,6 +161,6 @@ class AllTargetsFailed(StellwerkError):
     status = 502
 
     def __init__(self, attempts: Sequence[tuple[str, str, str]]) -> None:
-        self.attempts = tuple(attempts)
+        self.attempts = tuple((t, f, scrub(m)) for t, f, m in attempts)
         listing = "; ".join(f"{t}: {f} ({m})" for t, f, m in self.attempts)
         super().__init__(f"all targets failed: {listing}")

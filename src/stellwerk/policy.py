@@ -177,6 +177,7 @@ class RoutingPolicy:
     classes: frozenset[TaskClass] = frozenset()
     default_task: TaskClass = TaskClass.COMPLEX
     min_confidence: float = 0.5
+    cache_aware: bool = True  # count warm prompt caches in the choice of a turn's model
 
 
 @dataclass(frozen=True, slots=True)

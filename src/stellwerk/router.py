@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from . import emergency
+from . import emergency, warmth
 from .affinity import TURN_TTL, turn_id
 from .classify import Classification, classify, without_directive
 from .config import load_policy
@@ -37,8 +37,8 @@ from .errors import (
 from .failures import ACTIONS, FailureClass
 from .fit import Fitting, minimal_context
 from .ledger import Ledger, open_ledger
-from .plan import RoutePlan, Skip, Target, demand_of
-from .policy import ContextPolicy, Credential, Policy
+from .plan import RoutePlan, Skip, Target, demand_of, plan_route
+from .policy import ContextPolicy, Credential, Policy, RoutingMode
 from .probe import ProbeTarget, due_probes
 from .providers import registry
 from .providers._http import new_session
@@ -47,7 +47,7 @@ from .spend import Budgets
 from .state import StateStore, open_store
 from .state.base import Snapshot, credential_key, model_key
 from .state.cooldown import cooldown_keys, duration_rule, local_credential_id
-from .tokens import estimate_prompt, estimate_text
+from .tokens import estimate_message, estimate_prompt, estimate_text
 from .types import (
     ChatRequest,
     ChatResponse,
@@ -126,7 +126,6 @@ class Router:
     async def complete(self, request: ChatRequest) -> Answer:
         """Answer one request, falling back along the chain; raises when no target answered."""
         decision, request = await self._begin(request)
-        request = _cache_ttl(request, decision, self.policy)
         try:
             attempts = _Attempts(decision.route, decision)
             fitting = Fitting(decision.route.context)
@@ -163,7 +162,6 @@ class Router:
 
     async def _stream(self, request: ChatRequest, holder: RoutedStream) -> AsyncIterator[Chunk]:
         decision, request = await self._begin(request)
-        request = _cache_ttl(request, decision, self.policy)
         holder.decision = decision
         out: _Output | None = None
         try:
@@ -227,13 +225,41 @@ class Router:
         if _minimal(routed, found.task, self.policy):
             request = minimal_context(request, found.reading.at)
             routed = await self._route(found, snapshot, request)
+        minimal = routed.route.context is ContextPolicy.MINIMAL
         reason = found.reason
         if turn and found.reading.continuation:
             kept = await _turn_target(self.store, turn, snapshot.now)
             if kept is not None:
                 routed, why = _kept_turn(routed, kept)
                 reason = f"{reason}; {why}"
+        session, warm, cache = "", {}, None
+        if self.policy.routing.cache_aware and routed.route.context is ContextPolicy.FULL:
+            session = warmth.session_id(request)
+            stored = await _turn_target(self.store, warmth.KEY + session, snapshot.now)
+            warm = warmth.decode(stored, snapshot.now)
+        first = not found.reading.continuation and found.source not in ("model", "directive")
+        if session and first:
+            planned = routed.route
+            if planned.mode is RoutingMode.SHADOW:  # what auto routing would do, and the cache
+                planned = _auto_plan(found, self.policy, snapshot, request)
+            cache = _cache_choice(planned, found, request, warm, self.policy)
+        if cache is not None:
+            if cache.changed and routed.route.mode is RoutingMode.AUTO:
+                route_ = warmth.reorder(routed.route, cache.chosen, cache.explain())
+                routed = replace(routed, route=route_)
+                reason = f"{reason}; {cache.explain()}"
+            elif cache.changed:
+                reason = f"{reason}; cache-aware would take {cache.chosen}, not {cache.planned}"
+            else:
+                reason = f"{reason}; {cache.explain()}"
         route = routed.route
+        ttl = _cache_ttl(route, self.policy, warm)
+        # what the adapter needs to place prompt-cache breakpoints: the TTL, where the
+        # conversation's own part ends, and whether the turn is reused at all (minimal context:
+        # a heartbeat's next turn has a new time in it, only the prefix is)
+        request = replace(
+            request, cache_ttl=ttl, cache_prefix_only=minimal, cache_tail=found.reading.trailing
+        )
         decision = Decision(
             request_id=request.metadata.get("request_id") or new_request_id(),
             task=str(found.task),
@@ -245,6 +271,10 @@ class Router:
             client=request.metadata.get("client") or "library",
             turn=turn,
             continuation=found.reading.continuation,
+            session=session,
+            estimate=estimate_prompt(request) if session else 0,
+            warm=warm,
+            cache=cache,
         )
         if self.policy.ledger.store_content:
             decision.prompt = found.reading.text or request.last_user_text()
@@ -357,6 +387,7 @@ class Router:
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
         await _remember_turn(self.store, decision, self.clock())
+        await _remember_warmth(self.store, self.policy, decision, self.clock())
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
@@ -515,16 +546,11 @@ def _minimal(routed: emergency.Routed, task: TaskClass, policy: Policy) -> bool:
     return routed.emergency == emergency.ON and policy.tasks[task].context is ContextPolicy.MINIMAL
 
 
-def _cache_ttl(request: ChatRequest, decision: Decision, policy: Policy) -> ChatRequest:
-    """The TTL of the prompt-cache breakpoints an adapter places for the routed class; under
-    minimal context only the prefix is marked (the next request does not extend this turn, as a
-    heartbeat's next one has a new time in it)."""
-    task = decision.route.task
-    ttl = policy.tasks[task].cache_ttl if task in policy.tasks else None
-    prefix_only = decision.route.context is ContextPolicy.MINIMAL
-    if (ttl, prefix_only) == (request.cache_ttl, request.cache_prefix_only):
-        return request
-    return replace(request, cache_ttl=ttl, cache_prefix_only=prefix_only)
+def _cache_ttl(route: RoutePlan, policy: Policy, warm: warmth.Warm) -> str | None:
+    """The TTL of the prompt-cache breakpoints an adapter places for the routed class: the class's
+    own, or under `auto` what the session's rhythm calls for (`warmth.ttl`)."""
+    ttl = policy.tasks[route.task].cache_ttl if route.task in policy.tasks else None
+    return warmth.ttl(warm) if ttl == "auto" else ttl
 
 
 def _fit(
@@ -602,6 +628,48 @@ async def _turn_target(store: StateStore, turn: str, now: float) -> str | None:
     except Exception:
         log.exception("turn affinity: reading the turn's model failed")
         return None
+
+
+def _auto_plan(
+    found: Classification, policy: Policy, snapshot: Snapshot, request: ChatRequest
+) -> RoutePlan:
+    """The route auto routing would plan (for shadow mode's report of the cache's choice)."""
+    auto = replace(policy, routing=replace(policy.routing, mode=RoutingMode.AUTO))
+    return plan_route(found, auto, snapshot, demand_of(request))
+
+
+def _cache_choice(
+    route: RoutePlan,
+    found: Classification,
+    request: ChatRequest,
+    warm: warmth.Warm,
+    policy: Policy,
+) -> warmth.Choice | None:
+    """The cache-aware choice for a turn's first request (`warmth.choose`)."""
+    if not warm:
+        return None
+    at = found.reading.at
+    new = sum(estimate_message(m) for m in request.messages[at:]) if at is not None else 0
+    marks = "5m" if request.cache_marked else policy.tasks[route.task].cache_ttl
+    return warmth.choose(route, route.task, policy, warm, estimate_prompt(request), new, marks)
+
+
+async def _remember_warmth(
+    store: StateStore, policy: Policy, decision: Decision, now: float
+) -> None:
+    """Learn what the answering target's cache now holds for the decision's session."""
+    target = decision.answered_by
+    if not decision.session or target is None or target not in policy.models:
+        return
+    kind = policy.provider_of(target).type
+    learned = warmth.learned(decision.warm, target, kind, decision.usage, now, decision.estimate)
+    known = learned if learned is not None else decision.warm
+    warm = warmth.seen(known, now, first=not decision.continuation)
+    ttl = max((e[1] for e in warm.values()), default=now + 1) - now
+    try:
+        await store.remember_turn(warmth.KEY + decision.session, warmth.encode(warm), now, ttl)
+    except Exception:
+        log.exception("cache-aware routing: remembering the warm caches failed")
 
 
 def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, str]:

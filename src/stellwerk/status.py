@@ -1,7 +1,8 @@
 """`stellwerk status`: providers, masked credentials, cooldowns, budgets and the mode.
 
 One function builds the data from the policy and a snapshot (the gateway's status API returns the
-same), another renders it for a terminal. Keys appear masked, never whole.
+same), another renders it for a terminal. Keys appear masked, never whole, and never in part in
+a stored text (cooldown details, the emergency reason): those are scrubbed once more here.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from zoneinfo import ZoneInfo
 
 from .budget import budget_rows, budget_states, render_budgets
 from .policy import Policy
+from .redaction import scrub
 from .state.base import Snapshot
 from .state.cooldown import describe
 
 
 def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) -> dict[str, Any]:
-    """Everything `status --json` prints."""
+    """Everything `status --json` prints; stored texts scrubbed of the policy's keys again."""
+    keys = [c.secret.reveal() for spec in policy.providers.values() for c in spec.credentials]
     return {
         "config": policy.source,
         "mode": "emergency" if snapshot.emergency else str(policy.routing.mode),
         "degraded": snapshot.degraded or None,  # the shared state store is unreachable: why
         "emergency": snapshot.emergency,
         "emergency_since": _when(snapshot.emergency_since, tz),
-        "emergency_reason": snapshot.emergency_reason,
+        "emergency_reason": snapshot.emergency_reason and scrub(snapshot.emergency_reason, keys),
         "providers": [_provider(policy, name) for name in policy.providers],
         "cooldowns": [
             {
@@ -33,8 +36,8 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
                 "reason": c.reason.value,
                 "until": None if math.isinf(c.until) else _iso(c.until, tz),
                 "strikes": c.strikes,
-                "detail": c.detail,
-                "text": describe(c, snapshot.now, tz),
+                "detail": scrub(c.detail, keys),
+                "text": scrub(describe(c, snapshot.now, tz), keys),
             }
             for c in sorted(snapshot.cooldowns.values(), key=lambda c: c.key)
             if c.active(snapshot.now)

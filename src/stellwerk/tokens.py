@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 
+from .errors import RequestError
 from .types import (
     ChatRequest,
     ImagePart,
     Message,
     TextPart,
     ThinkingPart,
+    Tool,
     ToolCallPart,
     ToolResultPart,
 )
@@ -61,6 +63,13 @@ def estimate_prompt(request: ChatRequest) -> int:
         total += (
             TOOL_OVERHEAD
             + estimate_text(tool.name + tool.description)
-            + estimate_text(json.dumps(tool.parameters, separators=(",", ":")))
+            + estimate_text(_schema_text(tool))
         )
     return total
+
+
+def _schema_text(tool: Tool) -> str:
+    try:
+        return json.dumps(tool.parameters, separators=(",", ":"))
+    except RecursionError:  # the gateway refuses such schemas at its edge; a library caller
+        raise RequestError(f"tools: {tool.name!r}: parameters nested too deeply") from None

@@ -155,6 +155,8 @@ class ChatRequest:
     # when the client placed none: "5m", "1h", or None for none (set per class by the router).
     cache_ttl: str | None = None
     cache_prefix_only: bool = False  # mark the tools and system only: the turn is not reused
+    cache_tail: int = 0  # messages at the end the next request will not repeat (a client's
+    # context message): the conversation's breakpoint goes on the message before them
 
     @property
     def cache_marked(self) -> bool:

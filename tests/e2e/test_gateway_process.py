@@ -317,7 +317,8 @@ async def test_400_for_the_upstreams_own_invalid_request(gateway, world):
     world.fakes["openai"].push(world.fakes["openai"].error("invalid_request"))
     with pytest.raises(openai.BadRequestError) as caught:
         await gateway.openai().chat.completions.create(model="auto:simple", messages=USER)
-    assert caught.value.code == "upstream_invalid_request"
+    assert caught.value.code == "invalid_type"  # the upstream's own error, as is
+    assert caught.value.param == "messages[0].content"
     assert world.fakes["anthropic"].received == []  # the caller's own error: no fallback
 
 
@@ -360,16 +361,18 @@ async def test_502_when_every_target_failed(gateway, world):
     assert not any(key in str(caught.value.body) for key in KEYS.values())
 
 
-async def test_503_when_no_target_can_take_the_request(gateway):
+async def test_400_context_length_when_the_prompt_fits_no_target(gateway):
+    """Issue 15: a prompt too long for every window is the caller's 400 (what the providers
+    answer), not a 503 the SDKs retry."""
     too_long = [{"role": "user", "content": "word " * 130_000}]  # > every window in the chain
-    with pytest.raises(openai.InternalServerError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:
         await gateway.openai().chat.completions.create(model="auto:simple", messages=too_long)
-    assert caught.value.status_code == 503
-    with pytest.raises(anthropic.InternalServerError) as caught_a:
+    assert caught.value.code == "context_length_exceeded"
+    with pytest.raises(anthropic.BadRequestError) as caught_a:
         await gateway.anthropic().messages.create(
             model="auto:simple", max_tokens=10, messages=too_long
         )
-    assert caught_a.value.status_code == 503
+    assert "prompt is too long" in str(caught_a.value)
 
 
 # -- raw HTTP: malformed input and a client that hangs up ------------------------------------

@@ -5,24 +5,20 @@ heartbeats sent to claude-sonnet-4-0 with full context and no cache."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
 from stellwerk.testing.replay import full_context_on, heartbeat_day, replay
 
+from ..conftest import capture
+
 CAPTURE = Path(__file__).resolve().parents[3] / "shared/clients/openclaw/captures/heartbeat.json"
 
 
 @pytest.fixture(scope="module")
 def day() -> list[dict[str, object]]:
-    if not CAPTURE.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CAPTURE} is missing: CI has ../shared beside the clone")
-        pytest.skip("../shared is not beside this checkout")
-    (captured,) = json.loads(CAPTURE.read_text())["requests"]
+    (captured,) = capture("heartbeat")
     return heartbeat_day(captured, 48, 1800)
 
 

@@ -11,9 +11,7 @@ says which requests belong to one turn.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +36,8 @@ from stellwerk.types import (
 )
 from stellwerk.wire.openai import parse_request
 
+from ..conftest import capture
+
 MINI, HAIKU, QWEN = "openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "ollama/qwen3-4b"
 NOW = 1_800_000_000.0
 
@@ -52,7 +52,6 @@ RELOADED: dict[str, Any] = {  # the same, with haiku made the primary (a config 
 }
 SYSTEM = "You are a coding agent. Use the tools to read and change files in the repository."
 TOOLS = (Tool("read_file", "Read a file", {"type": "object", "properties": {}}),)
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "clients" / "openclaw" / "captures"
 
 
 class Clock:
@@ -170,7 +169,7 @@ def test_the_turn_id_depends_on_the_system_prompt_the_words_and_the_session():
 
 
 def test_the_openclaw_tool_loop_is_one_turn():
-    first, continuation = (parse_request(r["body"]) for r in _capture("agent_turn_toolcall"))
+    first, continuation = (parse_request(r["body"]) for r in capture("agent_turn_toolcall"))
     framings = policy_from_dict({}).framings  # OpenClaw's context message after the human's
     first_reading, loop_reading = (
         read_request(first, framings),
@@ -291,7 +290,7 @@ async def test_openclaws_tool_loop_keeps_its_model_across_a_config_reload(world,
     followed by OpenClaw's internal-context message), on the default strategy."""
     first, continuation = (
         parse_request({**r["body"], "model": "auto", "stream": False})
-        for r in _capture("agent_turn_toolcall")
+        for r in capture("agent_turn_toolcall")
     )
     router = make_router({})
     answer = await router.complete(first)
@@ -378,11 +377,3 @@ def _call(call_id: str) -> ToolCallPart:
     return ToolCallPart(call_id, "read_file", '{"path": "src/parse.py"}')
 
 
-def _capture(name: str) -> list[dict[str, Any]]:
-    path = CAPTURES / f"{name}.json"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI has ../shared beside the clone")
-        pytest.skip(f"{path} not present (../shared is beside a checkout of the project)")
-    requests: list[dict[str, Any]] = json.loads(path.read_text())["requests"]
-    return requests

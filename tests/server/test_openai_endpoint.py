@@ -215,7 +215,8 @@ async def test_upstream_invalid_request_is_the_callers_400(gw):
     assert response.status == 400
     error = (await response.json())["error"]
     assert error["type"] == "invalid_request_error"
-    assert error["code"] == "upstream_invalid_request"
+    assert (error["code"], error["param"]) == ("invalid_type", "messages[0].content")  # as is
+    assert not error["message"].startswith("HTTP 400")
     assert len(gw.world.fakes["anthropic"].received) == 0
 
 

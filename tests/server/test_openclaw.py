@@ -10,8 +10,6 @@ minimal context, a greeting on the simple model, a tool loop that keeps its clas
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,21 +18,10 @@ from stellwerk.config import policy_from_dict
 from stellwerk.explain import Explainer
 from stellwerk.state.base import Snapshot
 
+from ..conftest import capture
 from .conftest import Gateway, MakeGateway
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "clients" / "openclaw" / "captures"
 HAIKU, MINI = "anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"
-
-
-def capture(name: str) -> list[dict[str, Any]]:
-    """The requests of one capture, each `{"route", "headers", "body"}`."""
-    path = CAPTURES / f"{name}.json"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI has ../shared beside the clone")
-        pytest.skip(f"{path} not present (../shared is beside a checkout of the project)")
-    requests: list[dict[str, Any]] = json.loads(path.read_text())["requests"]
-    return requests
 
 
 def body(request: dict[str, Any], **changes: Any) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from ..conftest import capture
 from .conftest import Gateway, MakeGateway
-from .test_openclaw import HAIKU, capture, send, upstream
+from .test_openclaw import HAIKU, send, upstream
 
 SONNET = "anthropic/claude-sonnet-4-0"
 

@@ -49,9 +49,9 @@ def test_a_negative_cache_price_names_its_key():
     assert caught.value.path == "models.openai/gpt-4o-mini.price.cache_read"
 
 
-def test_the_heartbeat_class_caches_for_an_hour_and_others_for_five_minutes():
-    tasks = POLICY.tasks
-    assert [tasks[t].cache_ttl for t in tasks if str(t) == "heartbeat"] == ["1h"]
-    assert {tasks[t].cache_ttl for t in tasks if str(t) != "heartbeat"} == {"5m"}
+def test_heartbeats_cache_for_an_hour_and_the_other_classes_by_the_sessions_rhythm():
+    tasks = {str(t): p.cache_ttl for t, p in POLICY.tasks.items()}
+    assert tasks["heartbeat"] == "1h" and tasks["emergency"] == "5m"
+    assert {tasks[c] for c in ("simple", "complex", "code", "reasoning")} == {"auto"}
     off = policy_from_dict({"tasks": {"code": {"cache": "off"}}})
     assert [off.tasks[t].cache_ttl for t in off.tasks if str(t) == "code"] == [None]

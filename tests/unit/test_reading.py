@@ -4,8 +4,6 @@ of every client version, and directives taken out of what is sent upstream."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +21,8 @@ from stellwerk.types import (
     ToolResultPart,
 )
 
-DEV = Path(__file__).resolve().parents[3] / "shared" / "routing" / "dev.jsonl"
+from ..conftest import shared_file
+
 STAMP = "[Thu 2026-11-26 11:33 UTC] "
 RUNTIME = "\n\nRuntime: agent=main | session=agent:main:main | model=gw/auto | shell=bash"
 CONTEXT = (
@@ -122,11 +121,7 @@ def test_a_poll_in_the_history_does_not_make_the_next_turn_a_heartbeat(policy):
 
 
 def test_heartbeat_recall_and_no_false_positives_on_dev(policy):
-    if not DEV.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{DEV} is missing: CI has ../shared beside the clone")
-        pytest.skip("../shared/routing/dev.jsonl is not present")
-    items = load_jsonl(DEV)
+    items = load_jsonl(shared_file("routing", "dev.jsonl"))
     wrong = []
     for prompt, label in items:
         found = classify(ChatRequest.of(prompt), policy).task

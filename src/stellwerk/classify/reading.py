@@ -36,6 +36,8 @@ class Reading:
     continuation: bool = False  # tool calls happened since that turn: this request continues it
     heartbeat: str = ""  # the framing that marks the turn as a heartbeat poll or wake-up
     framed: tuple[str, ...] = ()  # the framings that applied, in table order
+    trailing: int = 0  # the client's own context messages at the very end (the next request
+    # of the conversation will not repeat them: a prompt-cache breakpoint goes before them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +66,25 @@ def read_request(request: ChatRequest, framings: tuple[Framing, ...] = ()) -> Re
     table = _table(framings)
     continuation = False
     skipped: list[str] = []
+    trailing, at_end = 0, True
     messages = request.messages
     for at in range(len(messages) - 1, -1, -1):
         message = messages[at]
         if message.role != "user":
             continuation = continuation or _calls_or_results(message)
+            at_end = False
             continue
         if _calls_or_results(message):  # Anthropic sends tool results as a user message
-            continuation = True
+            continuation, at_end = True, False
             continue
         text = message.text
         if blank(text):
+            at_end = False
             continue
         skip = next((name for name, rx in table.skip if rx.search(text)), None)
         if skip is not None:
             skipped.append(skip)
+            trailing += at_end
             continue
         framed = dict.fromkeys(skipped)
         for _ in range(3):  # framings nest in either order (a timestamp, then metadata, ...)
@@ -93,8 +99,8 @@ def read_request(request: ChatRequest, framings: tuple[Framing, ...] = ()) -> Re
         beat = next((name for name, rx in table.heartbeat if rx.search(text)), "")
         if beat:
             framed[beat] = None
-        return Reading(text.strip(), at, continuation, beat, tuple(framed))
-    return Reading("", None, continuation, framed=tuple(dict.fromkeys(skipped)))
+        return Reading(text.strip(), at, continuation, beat, tuple(framed), trailing)
+    return Reading("", None, continuation, framed=tuple(dict.fromkeys(skipped)), trailing=trailing)
 
 
 def _calls_or_results(message: Message) -> bool:

@@ -19,6 +19,7 @@ from typing import Protocol
 import msgspec
 
 from ..decision import Decision
+from ..redaction import scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,9 @@ def row_from(decision: Decision, *, store_content: bool = False) -> Row:
     failed = tuple((a.target, a.failure) for a in decision.attempts if a.failure is not None)
     shadow = decision.route.shadow
     data = {**decision.to_json(), "ts": decision.started, "finished": decision.finished}
+    encoded = msgspec.json.encode(data).decode()
+    if decision.error is not None or failed:  # upstream texts: no key in them is stored
+        encoded = scrub(encoded)
     return Row(
         ts=decision.started,
         request_id=decision.request_id,
@@ -88,7 +92,7 @@ def row_from(decision: Decision, *, store_content: bool = False) -> Row:
         estimated=decision.usage.estimated,
         cost_micros=decision.cost_micros,
         latency_ms=_latency(decision),
-        error=decision.error,
+        error=scrub(decision.error) if decision.error else decision.error,
         turn=decision.turn or None,
         continuation=decision.continuation,
         cache_read_tokens=decision.usage.cache_read_tokens,
@@ -96,7 +100,7 @@ def row_from(decision: Decision, *, store_content: bool = False) -> Row:
         cache_write_1h_tokens=decision.usage.cache_write_1h_tokens,
         prompt=decision.prompt if store_content else None,
         answer=decision.answer if store_content else None,
-        decision=msgspec.json.encode(data).decode(),
+        decision=encoded,
     )
 
 

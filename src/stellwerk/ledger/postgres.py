@@ -70,7 +70,11 @@ _SCHEMA_1 = (
     f"CREATE INDEX {TABLE}_request ON {TABLE} (request_id)",
 )
 
-POSTGRES = Dialect("postgres", (_SCHEMA_1, query.added_columns("BIGINT")), mark="%s")
+POSTGRES = Dialect(
+    "postgres",
+    (_SCHEMA_1, query.added_columns("BIGINT"), query.scrubbed_postgres()),
+    mark="%s",
+)
 
 
 class LedgerUnavailable(StellwerkError):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..redaction import POSIX_RULES, scrubbed_column
 from .base import Row
 
 TABLE = "decisions"
@@ -71,6 +72,35 @@ def added_columns(integer: str) -> tuple[str, ...]:
     return tuple(f"ALTER TABLE {TABLE} ADD COLUMN {column}" for column in columns)
 
 
+SCRUBBED = ("error", "decision")
+"""The columns that hold upstream texts (the error, the attempt messages in the decision JSON)."""
+
+
+def scrubbed_sqlite() -> tuple[str, ...]:
+    """Schema step 3 in SQLite: keys an upstream echoed are scrubbed from the stored texts
+    (`redaction.scrub`, installed in the connection as `stellwerk_scrub`)."""
+    return tuple(scrubbed_column(TABLE, column) for column in SCRUBBED)
+
+
+def scrubbed_postgres() -> tuple[str, ...]:
+    """Schema step 3 in PostgreSQL: the same rules as `redaction.scrub` has for key shapes,
+    as `regexp_replace` (the keys the process knows are not known to a migration)."""
+    quick = "sk-|AIza|gsk_|xai-|[Bb]earer|BEARER"
+    statements = []
+    for column in SCRUBBED:
+        value = column
+        for pattern, replacement in POSIX_RULES:
+            value = f"regexp_replace({value}, {_literal(pattern)}, {_literal(replacement)}, 'g')"
+        statements.append(
+            f"UPDATE {TABLE} SET {column} = {value} WHERE {column} ~ {_literal(quick)}"
+        )
+    return tuple(statements)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """The SQL of one database: schema steps and the five statements the ledger runs."""
@@ -108,7 +138,7 @@ class Dialect:
         )
 
 
-SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1, added_columns("INTEGER")))
+SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1, added_columns("INTEGER"), scrubbed_sqlite()))
 
 
 def params(row: Row) -> tuple[Any, ...]:

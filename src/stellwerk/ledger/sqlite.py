@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..redaction import install
 from ..sqlite_file import connect, migrate, transaction
 from . import query
 from .base import Row
@@ -32,6 +33,7 @@ class SQLiteLedger(query.Reads):
         self.dialect = dialect
         self._lock = threading.Lock()
         self._conn = connect(self.path)
+        install(self._conn)  # `stellwerk_scrub`, for the step that scrubs stored texts
         try:
             migrate(self._conn, self.dialect.migrations, "ledger.path", self.path)
         except BaseException:

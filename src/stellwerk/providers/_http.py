@@ -5,6 +5,11 @@ of httpx (see ARCHITECTURE.md), and the gateway's throughput is decided by the u
 `classify_failure` reads the raw status, body and headers *before* anything turns them into text,
 because the class hides in the body: OpenAI's `insufficient_quota` arrives as a 429 but is billing,
 Anthropic's "credit balance is too low" arrives as a 400 but is billing.
+
+Every upstream error text is scrubbed of keys where it is read here (`error_from_response`),
+before it is classified, cut to length or stored: the keys this client sends are remembered as
+they are sent, so an upstream that echoes one (`invalid x-api-key: sk-ant-…`) gets none of it
+into a cooldown detail, the ledger, a log or an answer, not even the part before a cut.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import msgspec
 from ..errors import ProviderError
 from ..failures import FailureClass
 from ..policy import ProviderSpec
+from ..redaction import remember, scrub_bytes, secret_headers
 
 _BILLING = (
     "insufficient_quota",
@@ -153,7 +159,10 @@ def upstream_message(body: bytes) -> str:
 def error_from_response(
     status: int, body: bytes, headers: Mapping[str, str], target: str
 ) -> ProviderError:
-    """A ProviderError carrying the failure class, the upstream status and `Retry-After`."""
+    """A ProviderError carrying the failure class, the upstream status and `Retry-After`.
+
+    The body is scrubbed of keys first, before anything reads, cuts or keeps it."""
+    body = scrub_bytes(body)
     failure = classify_failure(status, body, headers)
     return ProviderError(
         failure,
@@ -211,6 +220,7 @@ async def get_json(
     """GET a JSON document (model lists, versions, key checks), failures classified."""
     try:
         all_headers = {**spec.headers, **headers}
+        remember(*secret_headers(all_headers.items()))
         async with session.get(url, headers=all_headers, timeout=timeouts(spec)) as response:
             body = await response.read()
             if response.status >= 400:
@@ -275,6 +285,7 @@ async def _post(
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     data = msgspec.json.encode(payload)
     all_headers = {"content-type": "application/json", **spec.headers, **headers}
+    remember(*secret_headers(all_headers.items()))
     try:
         async with session.post(url, data=data, headers=all_headers, timeout=timeouts(spec)) as r:
             if r.status >= 400:

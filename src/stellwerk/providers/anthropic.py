@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,8 @@ from ..types import (
     ChatRequest,
     ChatResponse,
     Chunk,
+    ImagePart,
+    Message,
     Part,
     StopReason,
     StreamEnd,
@@ -35,6 +38,7 @@ from ..types import (
     ToolCallDelta,
     ToolCallPart,
     ToolCallStart,
+    ToolResultPart,
     Usage,
     is_content,
 )
@@ -51,6 +55,7 @@ from ..wire.anthropic import (
     tool_choice_to_wire,
     tool_to_wire,
 )
+from ..wire.hop import hop_headers
 from ._http import classify_error_event, iter_lines, post_json, post_stream
 
 DEFAULT_MAX_TOKENS = 4096
@@ -101,7 +106,7 @@ def messages_url(base_url: str) -> str:
 
 
 def request_headers(credential: Credential | None) -> dict[str, str]:
-    headers = {"anthropic-version": API_VERSION}
+    headers = {"anthropic-version": API_VERSION, **hop_headers()}
     if credential is not None:
         headers["x-api-key"] = credential.secret.reveal()
     return headers
@@ -125,10 +130,14 @@ async def _lines(
 
 def to_payload(request: ChatRequest, model: ModelSpec, *, stream: bool = False) -> Block:
     """The JSON body of POST /v1/messages for a request and a target model."""
+    mark = _mark(request, model)
+    messages = request.messages
+    if mark is not None and not request.cache_prefix_only:
+        messages = _marked(messages, len(messages) - 1 - request.cache_tail, mark)
     payload: Block = {
         "model": model.upstream,
         "max_tokens": _max_tokens(request, model),
-        "messages": messages_to_wire(request.messages),
+        "messages": messages_to_wire(messages),
     }
     if request.system_blocks:
         payload["system"] = [b for p in request.system_blocks if (b := part_to_block(p))]
@@ -142,23 +151,28 @@ def to_payload(request: ChatRequest, model: ModelSpec, *, stream: bool = False) 
         payload["metadata"] = {"user_id": user}
     if stream:
         payload["stream"] = True
-    if request.cache_ttl and not request.cache_marked:
-        _place_breakpoints(payload, request, model)
+    if mark is not None:
+        _mark_prefix(payload, request, mark)
     return payload
 
 
-def _place_breakpoints(payload: Block, request: ChatRequest, model: ModelSpec) -> None:
-    """Prompt-cache breakpoints for a client that placed none (an OpenAI-format client, for
-    one): after the tools and the system prompt (the prefix an agent repeats on every request),
-    and after the last message, so that the next request of the conversation, which extends it,
-    reads everything before its own new part; only the prefix when the turn is not reused
-    (`cache_prefix_only`). Below the model's shortest cacheable prefix nothing is cached, so
-    nothing is marked. At most two of Anthropic's four breakpoints, with one TTL."""
+def _mark(request: ChatRequest, model: ModelSpec) -> Block | None:
+    """The breakpoint Stellwerk places for a client that placed none (an OpenAI-format client,
+    for one), with the class's TTL; None when it places none: caching is off for the class, the
+    client marked its own, or the prompt is shorter than the model's shortest cacheable prefix
+    (nothing would be cached)."""
+    if not request.cache_ttl or request.cache_marked:
+        return None
     if estimate_prompt(request) < model.cache_min_tokens:
-        return
-    mark: Block = {"type": "ephemeral"}
-    if request.cache_ttl == "1h":
-        mark["ttl"] = "1h"
+        return None
+    return (
+        {"type": "ephemeral", "ttl": "1h"} if request.cache_ttl == "1h" else {"type": "ephemeral"}
+    )
+
+
+def _mark_prefix(payload: Block, request: ChatRequest, mark: Block) -> None:
+    """A breakpoint after the tools and the system prompt: the prefix an agent repeats on every
+    request (on the last tool when there is no system prompt)."""
     system = payload.get("system")
     if isinstance(system, str):
         payload["system"] = system = [{"type": "text", "text": system}]
@@ -166,11 +180,24 @@ def _place_breakpoints(payload: Block, request: ChatRequest, model: ModelSpec) -
         system[-1]["cache_control"] = dict(mark)
     elif request.tools:  # the client's own tools (not stand-ins for the history's calls)
         payload["tools"][-1]["cache_control"] = dict(mark)
-    messages = payload["messages"]
-    if messages and messages[-1]["content"] and not request.cache_prefix_only:
-        last = messages[-1]["content"][-1]
-        if last.get("type") not in ("thinking", "redacted_thinking"):
-            last["cache_control"] = dict(mark)
+
+
+def _marked(messages: tuple[Message, ...], at: int, mark: Block) -> tuple[Message, ...]:
+    """The conversation with a breakpoint on the last part of message `at`: the last message the
+    next request repeats (a client's trailing context message is not one), so the next request of
+    the conversation, which extends it, reads everything up to there."""
+    while at >= 0:
+        parts = messages[at].content
+        for i in range(len(parts) - 1, -1, -1):
+            part = parts[i]
+            if isinstance(part, TextPart | ImagePart | ToolCallPart | ToolResultPart) and (
+                not isinstance(part, TextPart) or part.text
+            ):
+                content = (*parts[:i], replace(part, cache=dict(mark)), *parts[i + 1 :])
+                marked = replace(messages[at], content=content)
+                return (*messages[:at], marked, *messages[at + 1 :])
+        at -= 1
+    return messages
 
 
 def _max_tokens(request: ChatRequest, model: ModelSpec) -> int:
@@ -232,7 +259,8 @@ def _not_an_answer(data: Any, model: ModelSpec) -> ProviderError:
     if isinstance(error, Mapping):
         kind, message = str(error.get("type", "")), str(error.get("message", ""))
         failure = classify_error_event(kind, message)
-        return ProviderError(failure, f"{kind}: {message}", status=200, target=model.id)
+        body = json.dumps({"type": "error", "error": dict(error)}).encode()
+        return ProviderError(failure, f"{kind}: {message}", status=200, body=body, target=model.id)
     return ProviderError(
         FailureClass.SERVER, "answer without a content list", status=200, target=model.id
     )
@@ -346,8 +374,12 @@ class StreamParser:
             raise self._error(FailureClass.STREAM_BROKEN, "malformed JSON in stream event")
         return payload
 
-    def _error(self, failure: FailureClass, message: str) -> ProviderError:
-        return ProviderError(failure, message, target=self.model.id, after_first_token=self.started)
+    def _error(
+        self, failure: FailureClass, message: str, body: bytes | None = None
+    ) -> ProviderError:
+        return ProviderError(
+            failure, message, body=body, target=self.model.id, after_first_token=self.started
+        )
 
     def _on_message_start(self, payload: Mapping[str, Any]) -> list[Chunk]:
         message = _mapping(payload.get("message"))
@@ -420,7 +452,9 @@ class StreamParser:
     def _on_error(self, payload: Mapping[str, Any]) -> list[Chunk]:
         error = _mapping(payload.get("error"))
         kind, message = _text(error, "type"), _text(error, "message")
-        raise self._error(classify_error_event(kind, message), f"stream error {kind}: {message}")
+        failure = classify_error_event(kind, message)
+        body = json.dumps({"type": "error", "error": dict(error)}).encode()
+        raise self._error(failure, f"stream error {kind}: {message}", body)
 
     def _take_usage(self, usage: object) -> None:
         """Counts from `message_start`, overwritten by the cumulative ones of `message_delta`

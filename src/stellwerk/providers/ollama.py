@@ -53,6 +53,7 @@ from ..types import (
     Usage,
 )
 from ..wire.anthropic import compact_json
+from ..wire.hop import hop_headers
 from ._http import (
     classify_error_event,
     classify_failure,
@@ -154,7 +155,7 @@ def arguments_object(text: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested ~1,000 deep (issue 15)
         return {"value": text}
     return value if isinstance(value, dict) else {"value": value}
 
@@ -318,7 +319,8 @@ def _url(spec: ProviderSpec, path: str) -> str:
 
 def _headers(credential: Credential | None) -> dict[str, str]:
     """Ollama needs no key; one configured (an authenticating proxy in front) goes as Bearer."""
-    return {"authorization": f"Bearer {credential.secret.reveal()}"} if credential else {}
+    auth = {"authorization": f"Bearer {credential.secret.reveal()}"} if credential else {}
+    return {**auth, **hop_headers()}  # the loop marker (`wire/hop.py`)
 
 
 class OllamaProvider:

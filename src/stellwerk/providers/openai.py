@@ -19,6 +19,7 @@ from ..errors import ProviderError
 from ..failures import FailureClass
 from ..policy import Credential, ModelSpec, ProviderSpec
 from ..types import ChatRequest, ChatResponse, Chunk, StreamEnd, is_content
+from ..wire.hop import hop_headers
 from . import openai_chat, openai_responses
 from ._http import iter_lines, post_json, post_stream
 
@@ -90,8 +91,8 @@ class OpenAIProvider:
                     f"no API key configured for {self.spec.name}",
                     target=model.id,
                 )
-            return {}
-        return {"authorization": f"Bearer {credential.secret.reveal()}"}
+            return hop_headers()
+        return {"authorization": f"Bearer {credential.secret.reveal()}", **hop_headers()}
 
     def uses_responses(self, model: ModelSpec) -> bool:
         return self.always_responses or model.api == "responses"

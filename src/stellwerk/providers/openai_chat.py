@@ -143,7 +143,8 @@ def upstream_error(error: Any, target: str) -> ProviderError:
         name = _EVENT_KINDS.get(str(code)) or (kind if kind.endswith("_error") else "")
         name = name or str(code or kind)
         failure = classify_error_event(name, f"{code or ''} {message}")
-    return ProviderError(failure, f"upstream error: {message}", target=target)
+    body = json.dumps({"error": error}).encode()  # the error object, for the caller's own 400
+    return ProviderError(failure, f"upstream error: {message}", body=body, target=target)
 
 
 def unexpected_frame(frame: Any, target: str) -> ProviderError:

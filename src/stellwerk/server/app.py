@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from ..decision import Decision, new_request_id
 from ..plan import RoutePlan
@@ -21,10 +22,14 @@ from ..policy import Policy
 from ..router import Router
 from ..status import status_data
 from ..types import TEXT_CLASSES
+from ..wire.hop import HOP_HEADER, INCOMING, loop_reason
+from ..wire.hop import parse as parse_hops
+from ..wire.limits import cap, cap_message
 from . import chat, control
-from .errors import HTTPProblem, Problem, problem_for, too_large, unauthorized
+from .errors import HTTPProblem, Problem, loop_detected, problem_for, too_large, unauthorized
 from .formats import ANTHROPIC, OPENAI, Format
 from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
+from .limits import handler_args
 from .metrics import content_type
 from .notice import notice_headers
 
@@ -48,19 +53,22 @@ def create_app(
     """
     gateway = Gateway(router, api_keys=api_keys, max_body=max_body, inline_notice=inline_notice)
     router.sink = _tee(gateway.capture, router.sink)
-    app = web.Application(middlewares=[_guard], client_max_size=gateway.max_body)
+    app = web.Application(
+        middlewares=[_guard], client_max_size=gateway.max_body, handler_args=handler_args()
+    )
     app[GATEWAY] = gateway
     app.on_response_prepare.append(_request_id_header)
-    app.router.add_post("/v1/chat/completions", chat.chat_completions)
-    app.router.add_post("/v1/messages", chat.messages)
-    app.router.add_post("/v1/messages/count_tokens", chat.count_tokens)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model:.+}", get_model)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/status", api_status)
-    app.router.add_post("/api/emergency", control.api_emergency)
+    post, get = app.router.add_post, app.router.add_get
+    post("/v1/chat/completions", chat.chat_completions, expect_handler=expect)
+    post("/v1/messages", chat.messages, expect_handler=expect)
+    post("/v1/messages/count_tokens", chat.count_tokens, expect_handler=expect)
+    get("/v1/models", list_models, expect_handler=expect)
+    get("/v1/models/{model:.+}", get_model, expect_handler=expect)
+    get("/healthz", healthz, expect_handler=expect)
+    get("/readyz", readyz, expect_handler=expect)
+    get("/metrics", metrics, expect_handler=expect)
+    get("/api/status", api_status, expect_handler=expect)
+    post("/api/emergency", control.api_emergency, expect_handler=expect)
     app.cleanup_ctx.append(control.health_watch)
     return app
 
@@ -83,15 +91,19 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = new_request_id()
     REQUEST_ID.set(request_id)
     problem: Problem | None = None
+    marker = request.headers.get(HOP_HEADER, "")
+    INCOMING.set(parse_hops(marker))  # carried on in the marker of every upstream request
     try:
+        if marker and (reason := loop_reason(marker)) is not None:
+            raise HTTPProblem(loop_detected(reason))
         if request.path not in OPEN_PATHS and not gateway.authorized(request):
             raise HTTPProblem(unauthorized())
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404, 405 and 413
-        problem = _http_problem(request, exc)
+        problem = capped(_http_problem(request, exc))
         response = _error_response(request, problem)
     except Exception as exc:
-        problem = problem_for(exc, request_id)
+        problem = capped(problem_for(exc, request_id))
         response = _error_response(request, problem)
     finally:
         decision = gateway.decisions.pop(request_id, None)
@@ -124,13 +136,38 @@ def _error_response(request: web.Request, problem: Problem) -> web.Response:
     response = json_response(body, status=problem.status)
     if not problem.retry:
         response.headers["x-should-retry"] = "false"
+    response.headers.update(problem.headers)  # x-stellwerk-upstream*: the caller's own 400
+    if problem.status == 408:  # the rest of a slow body is not waited for
+        response.force_close()
+    return response
+
+
+async def expect(request: web.Request) -> web.Response | None:
+    """The `Expect` header: `100-continue` as aiohttp answers it, anything else a 417 in the
+    caller's format (aiohttp's own answer is plain text). Runs before the middleware."""
+    value = request.headers.get("expect", "")
+    if value.strip().lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+    text = f"unsupported Expect header {cap(value)!r}: only 100-continue is understood"
+    response = _error_response(request, Problem(417, text, code="expectation_failed"))
+    response.force_close()
     return response
 
 
 def _http_problem(request: web.Request, exc: web.HTTPException) -> Problem:
     if exc.status == 413:
         return too_large(request.app[GATEWAY].max_body)
-    return Problem(exc.status, f"{exc.reason}: {request.method} {request.path}")
+    return Problem(exc.status, f"{exc.reason}: {cap(request.method)} {cap(request.path)}")
+
+
+def capped(problem: Problem) -> Problem:
+    """The problem with what it echoes of the request cut (`cap_message`): a 1 MB model name
+    must not come back whole, nor go into the ledger."""
+    message = cap_message(problem.message)
+    return problem if message is problem.message else replace(problem, message=message)
 
 
 def wire_format(request: web.Request) -> Format:
@@ -212,7 +249,8 @@ async def get_model(request: web.Request) -> web.Response:
     for entry in model_entries(request.app[GATEWAY].router.policy):
         if entry["id"] == name:
             return json_response(entry)
-    problem = Problem(404, f"model {name!r} does not exist", code="model_not_found", param="model")
+    text = f"model {cap(name)!r} does not exist"
+    problem = Problem(404, text, code="model_not_found", param="model")
     raise HTTPProblem(problem)
 
 

@@ -10,6 +10,8 @@ closes the routed stream, which closes the upstream request; the router records 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -19,11 +21,29 @@ from aiohttp import web
 
 from ..affinity import SESSION
 from ..decision import Decision
-from ..errors import RequestError, StellwerkError
+from ..errors import RequestError, StellwerkError, UnknownModelError
 from ..router import RoutedStream
 from ..tokens import estimate_prompt
 from ..types import ChatRequest, ChatResponse, Chunk, StreamEnd, TextDelta, TextPart, ToolCallStart
-from .errors import HTTPProblem, problem_for, too_large
+from ..wire.limits import (
+    MAX_ECHO,
+    MAX_JSON_DEPTH,
+    cap,
+    deep_path,
+    nesting_error,
+    raw_deep_path,
+    too_deep,
+)
+from . import limits
+from .errors import (
+    HTTPProblem,
+    body_timeout,
+    busy_reading,
+    problem_for,
+    too_large,
+    undecodable,
+    unsupported_encoding,
+)
 from .formats import ANTHROPIC, OPENAI, Format, StreamWriter
 from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
 from .notice import inline_notice, notice_headers
@@ -52,8 +72,9 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def _chat(request: web.Request, fmt: Format) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     request_id = REQUEST_ID.get()
-    data = await read_json(request, gateway.max_body)
-    chat = _prepared(fmt.parse(data), request, request_id, fmt.name)
+    data, big = await read_body(request, gateway.max_body)
+    parsed = await asyncio.to_thread(fmt.parse, data) if big else fmt.parse(data)
+    chat = _prepared(parsed, request, request_id, fmt.name)
     gateway.decisions[request_id] = None  # the sink hands the decision back here
     if chat.stream:
         return await _stream(request, gateway, fmt, chat, data)
@@ -66,25 +87,96 @@ async def _chat(request: web.Request, fmt: Format) -> web.StreamResponse:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
-    """The request body as JSON; 413 above `limit` bytes, 400 for anything that is not JSON."""
+    """The request body as JSON (`read_body`)."""
+    data, _ = await read_body(request, limit)
+    return data
+
+
+async def read_body(request: web.Request, limit: int) -> tuple[Any, bool]:
+    """The request body as JSON, and whether it was big (handled on a worker thread).
+
+    413 above `limit` bytes (also after decompression), 400 for anything that is not JSON, for
+    a body its `Content-Encoding` does not describe and for JSON nested deeper than
+    `MAX_JSON_DEPTH` (naming the field); 415 for an encoding the gateway does not read; 408 when
+    the body takes longer than `BODY_TIMEOUT`; 503 while `MAX_READING` bodies are arriving.
+    Bodies above `OFF_LOOP_BYTES`, and compressed ones, are handled on a worker thread, so a
+    10 MB body does not stall the other requests."""
     if request.content_length is not None and request.content_length > limit:
         raise HTTPProblem(too_large(limit))
+    encoding = _encoding(request)
+    body = await _read(request, limit)
+    if not body.strip():
+        raise RequestError("the request body is empty; expected a JSON object")
+    dotted = request.path.startswith("/v1/messages")
+    big = len(body) > limits.OFF_LOOP_BYTES or encoding != "identity"
+    if big:
+        return await asyncio.to_thread(_decode, body, dotted, encoding, limit), True
+    return _decode(body, dotted, encoding, limit), False
+
+
+def _encoding(request: web.Request) -> str:
+    raw = request.headers.get("content-encoding", "").strip().lower() or "identity"
+    if raw not in limits.ENCODINGS:
+        raise HTTPProblem(unsupported_encoding(raw, limits.ENCODINGS))
+    return raw
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    gateway = request.app[GATEWAY]
+    if gateway.reading >= limits.MAX_READING:
+        raise HTTPProblem(busy_reading(limits.MAX_READING))
+    gateway.reading += 1
     try:
-        body = await request.read()
+        async with asyncio.timeout(limits.BODY_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise HTTPProblem(body_timeout(limits.BODY_TIMEOUT)) from None
     except web.HTTPRequestEntityTooLarge:
         raise HTTPProblem(too_large(limit)) from None
+    except web.RequestPayloadError:  # aiohttp decompressing (an app built without handler_args)
+        raise HTTPProblem(undecodable(request.headers.get("content-encoding", ""))) from None
+    finally:
+        gateway.reading -= 1
+
+
+def _decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as sent before `Content-Encoding`; never more than `limit` bytes of it."""
+    if encoding == "identity":
+        return body
+    attempts = [16 + zlib.MAX_WBITS] if encoding in ("gzip", "x-gzip") else [zlib.MAX_WBITS]
+    if encoding == "deflate":
+        attempts.append(-zlib.MAX_WBITS)  # raw deflate, as some clients send it
+    for wbits in attempts:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit:
+            raise HTTPProblem(too_large(limit))
+        if inflater.eof:
+            return out
+    raise HTTPProblem(undecodable(encoding))
+
+
+def _decode(body: bytes, dotted: bool, encoding: str = "identity", limit: int = 0) -> Any:
+    body = _decompressed(body, encoding, limit)
     if not body.strip():
         raise RequestError("the request body is empty; expected a JSON object")
     try:
-        return msgspec.json.decode(body)
-    except RecursionError:
-        raise RequestError("the request body is nested too deeply") from None
+        data = msgspec.json.decode(body)
+    except RecursionError:  # msgspec's own limit, about 1,000 levels
+        raise RequestError(nesting_error(raw_deep_path(body), dotted=dotted)) from None
     except (msgspec.DecodeError, ValueError) as exc:
         # Said in Stellwerk's own words where it can: msgspec's wording changes between releases
         # (0.23 reports bad UTF-8 as a DecodeError), so the body is checked here, on errors only.
         if not _is_utf8(body):
             raise RequestError("the request body is not valid UTF-8") from None
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    # A body with fewer brackets than the limit cannot nest deeper (a count at C speed).
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and too_deep(data):
+        raise RequestError(nesting_error(deep_path(data), dotted=dotted))
+    return data
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -95,17 +187,26 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
-def _prepared(
-    chat: ChatRequest, request: web.Request, request_id: str, client: str
-) -> ChatRequest:
+def _prepared(chat: ChatRequest, request: web.Request, request_id: str, client: str) -> ChatRequest:
     """The parsed request with the gateway's request id, its client format (for the ledger),
     an explicit task header and a client's session id (which keeps turns of two sessions that
     start alike apart: `affinity.py`)."""
+    if len(chat.model) > MAX_ECHO:  # no name in any catalog is this long: no lookup, no echo
+        raise UnknownModelError(f"unknown model {cap(chat.model)!r} (see `stellwerk config show`)")
     metadata = {**chat.metadata, "request_id": request_id, "client": client}
     if session := request.headers.get(SESSION_HEADER):
-        metadata[SESSION] = session
+        metadata[SESSION] = _bounded(session)
     task = request.headers.get(TASK_HEADER) or chat.task
     return replace(chat, metadata=metadata, task=task)
+
+
+def _bounded(value: str) -> str:
+    """A client's id as it is stored: as sent, or a digest of it when it is longer than
+    `MAX_ECHO` (still one id per value, never a megabyte in the state store)."""
+    if len(value) <= MAX_ECHO:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"sha256:{digest}"
 
 
 def with_notice(response: ChatResponse, decision: Decision) -> ChatResponse:

@@ -44,6 +44,7 @@ class Gateway:
         self._inline_notice = inline_notice
         self.max_body = max_body or router.policy.gateway.max_body
         self.decisions: dict[str, Decision | None] = {}  # request id -> its decision, in flight
+        self.reading = 0  # requests whose bodies are still arriving (`limits.MAX_READING`)
         self._policy_keys: tuple[object, tuple[str, ...]] = (None, ())  # (policy, its keys)
 
     @property
@@ -69,7 +70,8 @@ class Gateway:
         given = [_bearer(request.headers.get("authorization", ""))]
         given.append(request.headers.get("x-api-key", ""))
         found = False
-        for candidate in (g.encode() for g in given if g):
+        # aiohttp keeps bytes that are not UTF-8 as surrogates; such a key matches no key.
+        for candidate in (g.encode("utf-8", "surrogateescape") for g in given if g):
             for key in keys:
                 found |= hmac.compare_digest(candidate, key.encode())
         return found

@@ -13,16 +13,19 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..classify import preload
 from ..config import load_policy
 from ..errors import ConfigError, StellwerkError
+from ..policy import Policy
 from ..router import Router
 from ..state import default_state_path
 from .app import create_app
@@ -98,6 +101,7 @@ async def serve(
         try:
             host = host or router.policy.gateway.host
             url = await _listen(runner, host, port, router, reuse_port)
+            refuse_self_reference(router.policy, url)
             echo(f"stellwerk gateway listening on {url} (config: {router.policy.source})")
             _write_atomic(pid_path, f"{os.getpid()}\n")
             if ready_file is not None:
@@ -127,6 +131,43 @@ async def _listen(
     bound_host, bound_port = runner.addresses[0][:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return f"http://{shown}:{bound_port}"
+
+
+_LOCAL = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", "ip6-localhost"})
+_ANY = frozenset({"0.0.0.0", "::", ""})
+
+
+def refuse_self_reference(policy: Policy, url: str) -> None:
+    """StellwerkError when a provider's base URL is this gateway's own listen address
+    (`OPENAI_BASE_URL` set for an SDK that should reach the gateway, read by Stellwerk too)."""
+    listening = urlsplit(url)
+    ours = _host_names(listening.hostname or "")
+    for spec in policy.providers.values():
+        target = urlsplit(spec.base_url)
+        default = 443 if target.scheme == "https" else 80
+        try:
+            port = target.port or default
+        except ValueError:
+            continue
+        if port == listening.port and (target.hostname or "").lower() in ours:
+            raise StellwerkError(
+                f"provider {spec.name}'s base URL {spec.base_url} is this gateway's own address"
+                f" ({url}): every request would loop back here. Point it at the provider (for"
+                " OpenAI unset OPENAI_BASE_URL in the gateway's environment, or set the"
+                f" provider's base_url in the config), or listen on another port"
+            )
+
+
+def _host_names(host: str) -> frozenset[str]:
+    """The names a client may use for `host`: every local name when it is a loopback or
+    wildcard address, else the name itself."""
+    host = host.lower().strip("[]")
+    if host in _LOCAL or host in _ANY:
+        names = set(_LOCAL)
+        if host in _ANY:  # listening everywhere: the machine's own names reach it too
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        return frozenset(names)
+    return frozenset({host})
 
 
 class _Signals:

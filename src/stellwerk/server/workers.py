@@ -25,7 +25,14 @@ from pathlib import Path
 
 from ..config import load_policy
 from ..errors import StellwerkError
-from .run import SHUTDOWN_TIMEOUT, _remove_pid, _write_atomic, default_pid_file
+from ..wire.hop import INSTANCE, INSTANCE_ENV
+from .run import (
+    SHUTDOWN_TIMEOUT,
+    _remove_pid,
+    _write_atomic,
+    default_pid_file,
+    refuse_self_reference,
+)
 
 log = logging.getLogger("stellwerk.server")
 START_TIMEOUT = 60.0
@@ -45,9 +52,17 @@ def serve_workers(
     """Run `workers` gateway processes on one port until SIGTERM or SIGINT."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise StellwerkError("--workers needs SO_REUSEPORT, which this platform does not have")
-    gateway = load_policy(config_path).gateway
+    policy = load_policy(config_path)
+    gateway = policy.gateway
     host = host or gateway.host
     holder = _reserve(host, gateway.port if port is None else port)
+    try:
+        shown = f"[{host}]" if ":" in host else host
+        refuse_self_reference(policy, f"http://{shown}:{holder.getsockname()[1]}")
+    except StellwerkError:
+        holder.close()
+        raise
+    os.environ.setdefault(INSTANCE_ENV, INSTANCE)  # the workers share one id in the loop marker
     pid_path = pid_file or default_pid_file()
     with holder, tempfile.TemporaryDirectory(prefix="stellwerk-workers-") as tmp:
         pool = _Pool(workers, config_path, host, holder.getsockname()[1], Path(tmp))

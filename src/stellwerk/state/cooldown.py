@@ -26,6 +26,7 @@ from datetime import datetime, tzinfo
 
 from ..failures import ACTIONS, CooldownKind, FailureClass
 from ..policy import CooldownPolicy, ProviderSpec
+from ..redaction import scrub
 from .base import FOREVER, Cooldown, credential_key, model_key
 
 STRIKE_MEMORY = 600.0
@@ -118,8 +119,10 @@ def next_cooldown(
 ) -> Cooldown:
     """The cooldown one more failure on `key` causes; `until == now` means record nothing.
 
-    `since` is when the current run of failures began, so it survives repeated strikes.
+    `since` is when the current run of failures began, so it survives repeated strikes. The
+    detail is scrubbed of keys here, whichever store keeps it.
     """
+    detail = scrub(detail)
     strikes = next_strikes(previous, now)
     seconds = rule(strikes)
     if not seconds > 0:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import WatchError
 
 from ..failures import FailureClass
+from ..redaction import scrub
 from .base import Cooldown, Snapshot
 from .cooldown import STRIKE_MEMORY, next_cooldown
 from .events import MAX_EVENTS
@@ -388,6 +389,7 @@ def decode_cooldown(raw: str | bytes | None) -> Cooldown | None:
 def _cooldown(value: Any) -> Cooldown | None:
     try:
         key, until, reason, strikes, since, detail = value
+        detail = scrub(str(detail))  # scrubbed on read: what an older Stellwerk stored, too
         return Cooldown(key, float(until), FailureClass(reason), int(strikes), float(since), detail)
     except (ValueError, TypeError):  # a newer Stellwerk's failure class, or damage
         return None

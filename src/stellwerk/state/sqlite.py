@@ -61,6 +61,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 
 from ..failures import FailureClass
+from ..redaction import install, scrubbed_column
 from ..sqlite_file import connect, migrate, transaction
 from .base import TURNS_KEPT, Cooldown, Snapshot
 from .cooldown import STRIKE_MEMORY, next_cooldown
@@ -148,6 +149,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             turn TEXT PRIMARY KEY, target TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID""",
         "CREATE INDEX turns_expires ON turns (expires)",
     ),
+    (  # keys an upstream echoed into a cooldown detail before texts were scrubbed where read
+        scrubbed_column("cooldowns", "detail"),
+        scrubbed_column("kv", "reason"),
+    ),
 )
 """Schema steps in order; `PRAGMA user_version` counts how many a database has applied."""
 
@@ -189,6 +194,7 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = connect(self.path)
         self._write_lock = threading.Lock()
+        install(self._writer)  # `stellwerk_scrub`, for the step that scrubs stored details
         migrate(self._writer, _MIGRATIONS, "state.path", self.path)
         self._reader = connect(self.path)
         self._inline = connect(self.path, busy_timeout_ms=0)  # fails fast: see `_write`
@@ -474,7 +480,7 @@ def _strike(
     if cooldown.until > now:
         conn.execute(
             f"INSERT OR REPLACE INTO cooldowns ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (key, cooldown.until, reason.value, cooldown.strikes, cooldown.since, detail),
+            (key, cooldown.until, reason.value, cooldown.strikes, cooldown.since, cooldown.detail),
         )
     conn.execute("DELETE FROM cooldowns WHERE until < ?", (now - STRIKE_MEMORY,))
     return cooldown

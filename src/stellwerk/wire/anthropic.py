@@ -145,7 +145,7 @@ def tool_input(arguments: str) -> dict[str, Any]:
     """Tool-call arguments as the JSON object Anthropic requires ({} when they are not one)."""
     try:
         value = json.loads(arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply for json (an upstream's answer)
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -365,14 +365,15 @@ def parse_request(data: object) -> ChatRequest:
     if not isinstance(model, str) or not model:
         raise RequestError("model: field required (a model name, 'auto' or 'auto:<class>')")
     system, system_blocks = _parse_system(data.get("system"))
+    _check_unused(data)
     return ChatRequest(
         messages=_parse_messages(data.get("messages")),
         system=system,
         system_blocks=system_blocks,
         model=model,
         max_tokens=_max_tokens(data.get("max_tokens")),
-        temperature=_number(data, "temperature"),
-        top_p=_number(data, "top_p"),
+        temperature=_unit(data, "temperature"),
+        top_p=_unit(data, "top_p"),
         stop=_parse_stop(data.get("stop_sequences")),
         tools=_parse_tools(data.get("tools")),
         tool_choice=tool_choice_from_wire(data.get("tool_choice")),
@@ -429,6 +430,65 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(f"{key}: expected a number, got {value!r}")
     return float(value)
+
+
+def _unit(data: Mapping[str, Any], key: str) -> float | None:
+    """`temperature` or `top_p`: Anthropic takes 0 to 1 and answers `temperature: range: 0..1`
+    otherwise (it once took -1 as well: `range: -1 or 0..1`)."""
+    value = _number(data, key)
+    if value is not None and not 0 <= value <= 1:
+        raise RequestError(f"{key}: range: 0..1 (got {value:g})")
+    return value
+
+
+MAX_USER_ID = 256
+MIN_THINKING_BUDGET = 1024
+
+
+def _check_unused(data: Mapping[str, Any]) -> None:
+    """What Anthropic rejects of the fields Stellwerk passes on or ignores, before an attempt is
+    spent on it: `top_k`, `metadata`, `thinking`, `service_tier`."""
+    top_k = data.get("top_k")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise RequestError(f"top_k: Input should be a valid integer, got {top_k!r}")
+        if top_k < 0:
+            raise RequestError(f"top_k: Input should be greater than or equal to 0, got {top_k}")
+    metadata = data.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise RequestError("metadata: Input should be a valid dictionary")
+        user = metadata.get("user_id")
+        if user is not None and not isinstance(user, str):
+            raise RequestError("metadata.user_id: Input should be a valid string")
+        if isinstance(user, str) and len(user) > MAX_USER_ID:
+            raise RequestError(
+                f"metadata.user_id: String should have at most {MAX_USER_ID} characters"
+            )
+    tier = data.get("service_tier")
+    if tier is not None and tier not in ("auto", "standard_only"):
+        raise RequestError("service_tier: Input should be 'auto' or 'standard_only'")
+    _check_thinking(data.get("thinking"), data.get("max_tokens"))
+
+
+def _check_thinking(thinking: object, max_tokens: object) -> None:
+    if thinking is None:
+        return
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    if not isinstance(thinking, Mapping) or not isinstance(kind, str):
+        raise RequestError("thinking: Input should be an object with a type")
+    if kind != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise RequestError("thinking.enabled.budget_tokens: Input should be a valid integer")
+    if budget < MIN_THINKING_BUDGET:
+        raise RequestError(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to"
+            f" {MIN_THINKING_BUDGET}"
+        )
+    if isinstance(max_tokens, int) and max_tokens <= budget:
+        raise RequestError("max_tokens: `max_tokens` must be greater than `thinking.budget_tokens`")
 
 
 def _parse_stop(value: object) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
+from .limits import nesting_message, text_too_deep
 
 JSON = dict[str, Any]
 
@@ -265,7 +266,8 @@ def parse_request(data: Any) -> ChatRequest:
     model = data.get("model", "auto")
     if not isinstance(model, str) or not model:
         raise _fail("model", "expected a model name")
-    if data.get("n", 1) != 1:
+    _check_unused(data)
+    if data.get("n", 1) not in (1, None):
         raise _fail("n", "only n=1 is supported")
     return ChatRequest(
         messages=messages,
@@ -318,7 +320,12 @@ def _parse_messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
 
 def _parse_message(item: Mapping[str, Any], role: str, path: str) -> Message:
     if role == "assistant":
-        return Message("assistant", parse_assistant(item, path))
+        parts = parse_assistant(item, path)
+        calls = (p for p in parts if isinstance(p, ToolCallPart))
+        for i, call in enumerate(calls):  # parsed again for Anthropic and Ollama (objects there)
+            if text_too_deep(call.arguments):
+                raise _fail(f"{path}.tool_calls[{i}].function.arguments", nesting_message())
+        return Message("assistant", parts)
     content = parse_content(item.get("content"), f"{path}.content")
     if role == "user":
         return Message("user", content)
@@ -333,14 +340,93 @@ def _texts(parts: Sequence[Part]) -> list[str]:
 
 
 def _max_tokens(data: Mapping[str, Any]) -> int | None:
+    """`max_completion_tokens`, else `max_tokens`: both checked when both are sent (OpenAI
+    rejects a bad value in either)."""
+    found: list[int] = []
     for key in ("max_completion_tokens", "max_tokens"):
         value = data.get(key)
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(key, "expected a positive integer")
-        return value
-    return None
+        found.append(value)
+    return found[0] if found else None
+
+
+# What OpenAI itself rejects of the fields Stellwerk does not use, in its words
+# ("Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got 21
+# instead."), checked before an attempt is spent on them.
+_RANGES: dict[str, tuple[type, float, float]] = {
+    "presence_penalty": (float, -2, 2),
+    "frequency_penalty": (float, -2, 2),
+    "top_logprobs": (int, 0, 20),
+    "seed": (int, -(2**63), 2**63 - 1),
+}
+_FLAGS = ("logprobs", "parallel_tool_calls", "store")
+_STRINGS = ("user", "reasoning_effort", "service_tier", "safety_identifier")
+_MAX_STOP = 4
+
+
+def _check_unused(data: Mapping[str, Any]) -> None:
+    for key, (kind, low, high) in _RANGES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        word = "integer" if kind is int else "decimal"
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float):
+            raise _fail(key, f"Invalid type: expected {_an(word)}, but got {_kind(value)} instead.")
+        if value < low:
+            raise _fail(
+                key,
+                f"{word} below minimum value. Expected a value >= {low:g},"
+                f" but got {value} instead.",
+            )
+        if value > high:
+            raise _fail(
+                key,
+                f"{word} above maximum value. Expected a value <= {high:g},"
+                f" but got {value} instead.",
+            )
+    for key in _FLAGS:
+        if (value := data.get(key)) is not None and not isinstance(value, bool):
+            raise _fail(key, f"Invalid type: expected a boolean, but got {_kind(value)} instead.")
+    for key in _STRINGS:
+        if (value := data.get(key)) is not None and not isinstance(value, str):
+            raise _fail(key, f"Invalid type: expected a string, but got {_kind(value)} instead.")
+    options = data.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _fail(
+            "stream_options", f"Invalid type: expected an object, but got {_kind(options)} instead."
+        )
+    stop = data.get("stop")
+    if isinstance(stop, list) and len(stop) > _MAX_STOP:
+        raise _fail(
+            "stop",
+            f"array too long. Expected an array with maximum length {_MAX_STOP},"
+            f" but got an array with length {len(stop)} instead.",
+        )
+    n = data.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise _fail("n", f"Invalid type: expected an integer, but got {_kind(n)} instead.")
+
+
+def _an(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as OpenAI's errors name it ("but got a string instead")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _number(data: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
