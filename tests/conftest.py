@@ -95,3 +95,13 @@ def capture(name: str) -> list[dict[str, Any]]:
     requests: list[dict[str, Any]] = json.loads(path.read_text())["requests"]
     return requests
 
+
+@pytest.fixture(scope="session")
+def _empty_config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-config-home")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(_empty_config_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the config of whoever runs the suite (~/.config/stellwerk/stellwerk.yaml)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_empty_config_home))

@@ -65,7 +65,7 @@ async def test_a_provider_without_a_key_is_skipped_not_failed(world):
     policy = world.policy({"providers": {"openai-codex": {"keys": []}}})
     report = await run_check(policy)
     codex = next(c for c in report.providers if c.name == "openai-codex")
-    assert (codex.ok, codex.detail) == (None, "no key: skipped")
+    assert (codex.ok, codex.detail) == (None, "no key: skipped (set OPENAI_CODEX_API_KEY)")
     assert report.healthy
 
 
@@ -82,7 +82,9 @@ async def test_a_stopped_ollama_makes_the_check_fail(world):
     await world.fakes["ollama"].stop()
     report = await run_check(world.policy())
     (problem,) = report.problems
-    assert problem.startswith("ollama: not answering at http://127.0.0.1:")
+    url = world.fakes["ollama"].url
+    assert problem == f"ollama: Ollama is not running at {url} (start it, or set OLLAMA_HOST)"
+    assert "Connect call failed" not in render(report)
 
 
 async def test_check_json_and_exit_status_from_the_command_line(world, tmp_path):

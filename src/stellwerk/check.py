@@ -26,9 +26,11 @@ import aiohttp
 
 from .config import load_policy
 from .errors import ProviderError
+from .failures import FailureClass
 from .policy import Credential, Policy, ProviderSpec
 from .providers import ollama
 from .providers._http import get_json, new_session
+from .readiness import key_hint
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -136,7 +138,8 @@ async def _check(
     if spec.type == "ollama":
         return await _check_ollama(session, policy, spec)
     if not spec.credentials and not spec.local:
-        return ProviderCheck(spec.name, spec.type, spec.base_url, None, "no key: skipped")
+        hint = f"no key: skipped (set {key_hint(spec)})"
+        return ProviderCheck(spec.name, spec.type, spec.base_url, None, hint)
     keys = tuple([await _check_key(session, spec, c) for c in spec.credentials or (None,)])
     failed = tuple(f"{spec.name}: {k.id} {k.detail}" for k in keys if not k.ok)
     detail = "; ".join(k.detail for k in keys if not k.ok) or "answers"
@@ -199,9 +202,15 @@ async def _check_ollama(
     try:
         report = await _ollama_report(session, policy, spec, credential)
     except ProviderError as exc:
-        problem = f"{spec.name}: not answering at {spec.base_url} ({exc})"
+        detail, problem = str(exc), f"{spec.name}: not answering at {spec.base_url} ({exc})"
+        if exc.failure is FailureClass.CONNECT:  # refused, or no such host
+            detail = "Ollama is not running (start it, or set OLLAMA_HOST)"
+            problem = (
+                f"{spec.name}: Ollama is not running at {spec.base_url}"
+                " (start it, or set OLLAMA_HOST)"
+            )
         return ProviderCheck(
-            spec.name, spec.type, spec.base_url, False, str(exc), (), None, (problem,)
+            spec.name, spec.type, spec.base_url, False, detail, (), None, (problem,)
         )
     problems = tuple(
         f"{spec.name}: {w.id} is not installed (run: {w.fix})"

@@ -1,13 +1,17 @@
 """The command line: the one synchronous edge of Stellwerk.
 
-Every command takes `--config FILE` (or `$STELLWERK_CONFIG`). A bad config ends with the key path
-of the problem and exit status 2, never a traceback. Heavy modules are imported inside the
-commands, so `stellwerk route` starts fast.
+Every command takes `--config FILE`, before or after its name (`stellwerk --config x.yaml status`
+or `stellwerk status --config x.yaml`); without it the config is the first of
+`$STELLWERK_CONFIG`, `./stellwerk.yaml`, `$XDG_CONFIG_HOME/stellwerk/stellwerk.yaml`, else the
+built-in defaults (`config.find_config`). A bad config ends with the key path of the problem and
+exit status 2, never a traceback. Heavy modules are imported inside the commands, so
+`stellwerk route` starts fast. Colour only on a terminal, and never with `$NO_COLOR` set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,33 +23,72 @@ from .errors import ConfigError, StellwerkError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+CONFIG_HELP = (
+    "Config file (default: $STELLWERK_CONFIG, ./stellwerk.yaml,"
+    " ~/.config/stellwerk/stellwerk.yaml, else the built-in defaults)."
+)
+
+
+def _config_from_group(ctx: click.Context, param: click.Parameter, value: Path | None) -> Any:
+    """A subcommand's `--config`, else the one given before the subcommand (`find_config`
+    reads `$STELLWERK_CONFIG` and the default places: no `envvar` here, so the variable never
+    overrides a `--config` written before the subcommand)."""
+    if value is not None:
+        return value
+    return ctx.find_root().params.get("config_path")
+
+
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="STELLWERK_CONFIG",
-    help="Config file (default: $STELLWERK_CONFIG, ./stellwerk.yaml, or the built-in default).",
+    callback=_config_from_group,
+    help=CONFIG_HELP,
 )
+
+
+def no_color(env: dict[str, str] | os._Environ[str] | None = None) -> bool:
+    """`$NO_COLOR` set to anything but the empty string switches colour off (no-color.org)."""
+    return bool((os.environ if env is None else env).get("NO_COLOR"))
+
+
+def _error(text: str) -> None:
+    click.echo(click.style(text, fg="red"), err=True)
 
 
 class _Group(click.Group):
     """Turns Stellwerk's own errors into one clear line and an exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        if no_color():
+            ctx.color = False  # the subcommands' contexts inherit it; click.echo strips styles
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"stellwerk: config error: {exc}", err=True)
+            _error(f"stellwerk: config error: {exc}")
             sys.exit(2)
         except StellwerkError as exc:
-            click.echo(f"stellwerk: {exc}", err=True)
+            _error(f"stellwerk: {exc}")
             sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="stellwerk")
-def main() -> None:
-    """Stellwerk: route every LLM request to the right model, and survive its failures."""
+@click.version_option(
+    None, "-V", "--version", package_name="stellwerk", message="stellwerk %(version)s"
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=CONFIG_HELP,
+)
+def main(config_path: Path | None) -> None:
+    """Stellwerk: route every LLM request to the right model, and survive its failures.
+
+    \b
+    Shell completion, in ~/.bashrc (zsh: zsh_source; fish: fish_source, see docs/install.md):
+      eval "$(_STELLWERK_COMPLETE=bash_source stellwerk)"
+    """
 
 
 # -- route -----------------------------------------------------------------------------------
@@ -119,16 +162,26 @@ def config() -> None:
 
 
 @config.command("init")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), default="stellwerk.yaml")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--full", is_flag=True, help="Write every default, each explained.")
+@click.option("--user", "for_user", is_flag=True, help="Write ~/.config/stellwerk/stellwerk.yaml.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def config_init(file: Path, force: bool) -> None:
-    """Write the built-in default configuration to FILE (default: ./stellwerk.yaml)."""
-    from .config import default_config_text
+def config_init(file: Path | None, full: bool, for_user: bool, force: bool) -> None:
+    """Write a short commented config of what users change to FILE (default: ./stellwerk.yaml).
 
-    if file.exists() and not force:
-        raise click.ClickException(f"{file} exists (use --force to overwrite)")
-    file.write_text(default_config_text(), "utf-8")
-    click.echo(f"wrote {file}")
+    --full writes the whole built-in default instead; --user writes to the user config
+    directory ($XDG_CONFIG_HOME/stellwerk/stellwerk.yaml), which Stellwerk finds from anywhere.
+    """
+    from .config import CONFIG_NAME, default_config_text, user_config_path
+
+    if file is not None and for_user:
+        raise click.UsageError("give a FILE or --user, not both")
+    target = user_config_path() if for_user else (file or Path(CONFIG_NAME))
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} exists (use --force to overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(default_config_text(full=full), "utf-8")
+    click.echo(f"wrote {target}")
 
 
 @config.command("validate")
@@ -152,13 +205,15 @@ def config_show(as_json: bool, config_path: Path | None) -> None:
     """Print the effective configuration, secrets masked."""
     import yaml
 
-    from .config import raw_config
+    from .config import BUILT_IN, find_config, raw_config
 
     data = raw_config(config_path)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+        return
+    found = find_config(config_path)
+    click.echo(f"# config in force: {found if found is not None else BUILT_IN}")
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -177,25 +232,44 @@ def demo(config_path: Path | None) -> None:
 
 
 @main.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option("--model", default="auto", show_default=True, help="auto, auto:CLASS, alias or id.")
 @click.option("--system", help="A system prompt.")
-@click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
+@click.option(
+    "--stream/--no-stream",
+    default=None,
+    help="Print the answer as it arrives (default: on a terminal, not when piped).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer and decision.")
 @click.option("--max-tokens", type=int, help="Upper bound on the answer's tokens.")
 @config_option
 def chat(
-    prompt: str,
+    prompt: str | None,
     model: str,
     system: str | None,
-    stream: bool,
+    stream: bool | None,
+    as_json: bool,
     max_tokens: int | None,
     config_path: Path | None,
 ) -> None:
-    """Send PROMPT through the router; print the answer and which model answered, and why."""
+    """Send PROMPT (or stdin) through the router; print the answer, which model answered, and why.
+
+    Without PROMPT the prompt is read from stdin: `git diff | stellwerk chat --system "Review"`.
+    """
     import asyncio
 
     from .chat import run_chat
 
+    if as_json and stream:
+        raise click.UsageError("--json prints the whole answer at once: not with --stream")
+    if prompt is None:
+        if sys.stdin.isatty():
+            raise click.UsageError("give a PROMPT, or pipe one on stdin")
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise click.UsageError("the prompt is empty")
+    if stream is None:
+        stream = not as_json and sys.stdout.isatty()
     code = asyncio.run(
         run_chat(
             config_path,
@@ -204,6 +278,7 @@ def chat(
             system=system,
             stream=stream,
             max_tokens=max_tokens,
+            as_json=as_json,
             echo=click.echo,
         )
     )
@@ -221,18 +296,24 @@ def status(as_json: bool, config_path: Path | None) -> None:
     from .status import render_status
 
     data = asyncio.run(read_status(config_path))
-    click.echo(json.dumps(data, indent=2) if as_json else render_status(data))
+    click.echo(json.dumps(data, indent=2) if as_json else render_status(data, style=click.style))
 
 
 @main.command()
 @click.argument("target", required=False, default="")
 @config_option
 def reset(target: str, config_path: Path | None) -> None:
-    """Clear cooldowns: all, or those of TARGET (a provider, credential id, model or alias)."""
+    """Clear cooldowns: all, or those of TARGET (a provider, credential id, model or alias).
+
+    After topping up a provider's credit, `stellwerk reset PROVIDER` makes it usable at once.
+    """
     import asyncio
 
-    from .chat import reset_cooldowns
+    from .chat import reset_cooldowns, reset_target_error
+    from .config import load_policy
 
+    if problem := reset_target_error(load_policy(config_path), target):
+        raise click.BadParameter(problem, param_hint="TARGET")
     count = asyncio.run(reset_cooldowns(config_path, target))
     click.echo(
         f"cleared {count} cooldown{'s' if count != 1 else ''}"
@@ -243,18 +324,25 @@ def reset(target: str, config_path: Path | None) -> None:
 @main.command()
 @config_option
 def probe(config_path: Path | None) -> None:
-    """Try every cooled key whose probe is due with a one-token request; end cooldowns that pass."""
+    """Try every cooled key whose probe is due with a one-token request; end cooldowns that pass.
+
+    Billing cooldowns are not probed unless cooldowns.probe.billing is true: after topping up,
+    `stellwerk reset PROVIDER` is the way.
+    """
     import asyncio
 
-    from .chat import run_probes
+    from .chat import run_probes_explained
 
-    results = asyncio.run(run_probes(config_path))
+    results, reasons = asyncio.run(run_probes_explained(config_path))
     for key, outcome in results:
-        click.echo(
-            f"{key:<56} {'usable again' if outcome == 'ok' else 'still failing: ' + outcome}"
+        state = (
+            click.style("usable again", fg="green")
+            if outcome == "ok"
+            else click.style("still failing: " + outcome, fg="yellow")
         )
-    if not results:
-        click.echo("no probe due")
+        click.echo(f"{key:<56} {state}")
+    for line in reasons:
+        click.echo(line)
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -368,15 +456,16 @@ def stats(since: str, as_json: bool, config_path: Path | None) -> None:
 @main.command()
 @click.option("--tail", "count", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new decisions as they come.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON lines).")
 @config_option
-def log(count: int, follow: bool, config_path: Path | None) -> None:
-    """Recent decisions from the ledger, one line each."""
+def log(count: int, follow: bool, as_json: bool, config_path: Path | None) -> None:
+    """Recent decisions from the ledger, one line each (times in the local time zone)."""
     import asyncio
 
     from .tail import show_log
 
     try:
-        asyncio.run(show_log(config_path, count, forever=follow, echo=click.echo))
+        asyncio.run(show_log(config_path, count, forever=follow, as_json=as_json, echo=click.echo))
     except KeyboardInterrupt:
         pass
 
@@ -455,3 +544,19 @@ def openclaw(do_apply: bool, file: Path | None, dry_run: bool, config_path: Path
     if backup is not None:
         click.echo(f"backup: {backup}")
     click.echo(f"wrote {merge.path}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
+def models(as_json: bool, config_path: Path | None) -> None:
+    """List the models: id, aliases, tier, window, prices, key and cooldown.
+
+    Any other provider/model of a configured provider passes through to that provider.
+    """
+    import asyncio
+
+    from .listing import read_models, render_models
+
+    rows = asyncio.run(read_models(config_path))
+    click.echo(json.dumps(rows, indent=2) if as_json else render_models(rows))

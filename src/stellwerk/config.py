@@ -49,6 +49,8 @@ from .policy import (
 from .types import TEXT_CLASSES, TaskClass, Tier
 
 CONFIG_ENV = "STELLWERK_CONFIG"
+CONFIG_NAME = "stellwerk.yaml"
+BUILT_IN = "built-in defaults"  # the source named when no config file is in force
 RESERVED = {"auto"}  # virtual model names that no alias may take
 Number = float | int | str
 _T = TypeVar("_T")
@@ -67,9 +69,10 @@ class _Price(_Struct):
 
 
 class _Model(_Struct):
-    tier: Literal["premium", "mid", "budget", "local", "aggregator"]
-    price: _Price
-    context_window: int
+    # left out: from the price database, Ollama or the defaults (`passthrough.build`)
+    tier: Literal["premium", "mid", "budget", "local", "aggregator"] | None = None
+    price: _Price | None = None
+    context_window: int | None = None
     max_output: int | None = None
     capabilities: list[Literal["tools", "vision", "reasoning", "code"]] = []
     aliases: list[str] = []
@@ -210,19 +213,37 @@ class _Config(_Struct):
 # -- public entry points ---------------------------------------------------------------------
 
 
-def default_config_text() -> str:
-    """The built-in default configuration, as `stellwerk config init` writes it."""
-    return resources.files("stellwerk").joinpath("data/default.yaml").read_text("utf-8")
+def default_config_text(full: bool = True) -> str:
+    """What `stellwerk config init` writes: every default (`full`), or the short commented
+    template of the settings users change (`config init` without `--full`)."""
+    name = "data/default.yaml" if full else "data/template.yaml"
+    return resources.files("stellwerk").joinpath(name).read_text("utf-8")
 
 
-def find_config(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file in force: the argument, `$STELLWERK_CONFIG`, or ./stellwerk.yaml."""
-    if path is not None:
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CONFIG_HOME/stellwerk/stellwerk.yaml` (`~/.config/stellwerk/stellwerk.yaml`)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
+    return root / "stellwerk" / CONFIG_NAME
+
+
+def find_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file in force, the first of: the argument (`--config`), `$STELLWERK_CONFIG`,
+    `./stellwerk.yaml`, `$XDG_CONFIG_HOME/stellwerk/stellwerk.yaml`. None: the built-in
+    defaults. A file named by the argument or the variable must exist (reading it says so)."""
+    if path is not None and str(path) != "":
         return Path(path)
-    if env := os.environ.get(CONFIG_ENV):
-        return Path(env)
-    local = Path("stellwerk.yaml")
-    return local if local.is_file() else None
+    env = os.environ if env is None else env
+    if named := env.get(CONFIG_ENV):
+        return Path(named)
+    local = Path(CONFIG_NAME)
+    if local.is_file():
+        return local
+    user = user_config_path(env)
+    return user if user.is_file() else None
 
 
 def load_policy(
@@ -233,7 +254,7 @@ def load_policy(
     user: dict[str, Any] = {}
     if found is not None:
         user = read_config_file(found)
-    return policy_from_dict(user, env=env, source=str(found) if found else "<built-in>")
+    return policy_from_dict(user, env=env, source=str(found) if found else BUILT_IN)
 
 
 def policy_from_dict(
@@ -244,7 +265,7 @@ def policy_from_dict(
     base = yaml.safe_load(default_config_text())
     catalog = yaml.safe_load(_catalog_text())
     base["models"] = catalog["models"]
-    merged = _expand(_merge(base, dict(user)), env, "")
+    merged = _offs(_expand(_merge(base, dict(user)), env, ""))
     raw: _Config = _convert(merged)
     return _build(raw, source)
 
@@ -293,6 +314,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _offs(merged: dict[str, Any]) -> dict[str, Any]:
+    """`off` where YAML 1.1 read a bare `off` as false: `routing.mode: off`, `tasks.X.cache: off`
+    are what users write, and the settings take no booleans."""
+    routing = merged.get("routing")
+    if isinstance(routing, dict) and routing.get("mode") is False:
+        routing["mode"] = "off"
+    for task in (merged.get("tasks") or {}).values():
+        if isinstance(task, dict) and task.get("cache") is False:
+            task["cache"] = "off"
+    return merged
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge mappings; lists and scalars in `override` replace those in `base`."""
     out = dict(base)
@@ -337,9 +370,11 @@ _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 
 
 def _convert(data: Any, kind: type[_T] = _Config, path: str = "") -> _T:  # type: ignore[assignment]
-    """msgspec's shape check, its error re-worded to start with the key path."""
+    """msgspec's shape check, its error re-worded to start with the key path. Unknown keys are
+    found first, in Stellwerk's own words and with a suggestion (`_unknown_keys`)."""
     if kind is not _Config and not isinstance(data, dict):
         raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
+    _unknown_keys(data, kind, path)
     try:
         return msgspec.convert(data, kind, strict=False)
     except msgspec.ValidationError as exc:
@@ -347,6 +382,64 @@ def _convert(data: Any, kind: type[_T] = _Config, path: str = "") -> _T:  # type
         assert match is not None
         message, where = match.group(1), (match.group(2) or "")
         raise ConfigError(f"{path}{where}".lstrip("."), message[0].lower() + message[1:]) from None
+
+
+# Keys other tools (LiteLLM, mostly) use, with what Stellwerk calls them; by section type.
+_FOREIGN_KEYS: dict[tuple[type, str], str] = {
+    (_Provider, "api_key"): "keys",
+    (_Provider, "api_keys"): "keys",
+    (_Provider, "key"): "keys",
+    (_Provider, "api_base"): "base_url",
+    (_Provider, "base-url"): "base_url",
+    (_Provider, "url"): "base_url",
+    (_Config, "model_list"): "models",
+    (_Config, "budget"): "budgets",
+    (_Config, "provider"): "providers",
+    (_Config, "model"): "models",
+    (_Config, "task"): "tasks",
+}
+
+
+def _unknown_keys(data: Any, kind: Any, path: str) -> None:
+    """ConfigError for the first key of `data` that the section type `kind` does not know:
+    `routing: unknown field 'mdoe' (did you mean 'mode'?)`."""
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        if not isinstance(data, dict):
+            return  # msgspec says what is wrong with the shape
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}
+        for key, value in data.items():
+            if key in fields:
+                _unknown_keys(value, fields[key], _join(path, str(key)))
+            else:
+                raise ConfigError(path, _unknown_message(kind, str(key), path, list(fields)))
+        return
+    origin = getattr(kind, "__origin__", None)
+    args = getattr(kind, "__args__", ()) or ()
+    if origin is list and isinstance(data, list) and args:
+        for i, item in enumerate(data):
+            _unknown_keys(item, args[0], f"{path}[{i}]")
+    elif args and origin is not dict and origin is not list:  # a union: its struct member
+        structs = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+        if len(structs) == 1 and isinstance(data, dict):
+            _unknown_keys(data, structs[0], path)
+
+
+def _unknown_message(kind: type, key: str, path: str, fields: list[str]) -> str:
+    message = f"unknown field {key!r}"
+    hint = _FOREIGN_KEYS.get((kind, key))
+    if hint == "keys":  # LiteLLM's `api_key: os.environ/OPENAI_API_KEY`
+        name = path.rpartition(".")[2] or "NAME"
+        var = re.sub(r"[^A-Z0-9]+", "_", name.upper()) + "_API_KEY"
+        return (
+            f"{message} (did you mean 'keys'? Stellwerk takes a list of keys:"
+            f' {path or "providers.NAME"}.keys: ["${{{var}}}"])'
+        )
+    if hint is None:
+        close = difflib.get_close_matches(key.lower(), fields, n=1, cutoff=0.6)
+        hint = close[0] if close else None
+    if hint is not None:
+        return f"{message} (did you mean {hint!r}?)"
+    return f"{message} (one of {', '.join(fields)})"
 
 
 # -- meaning ---------------------------------------------------------------------------------
@@ -392,7 +485,7 @@ def _build(raw: _Config, source: str) -> Policy:
         for mid, m in raw.models.items()
     }
     aliases = _aliases(models)
-    resolve = _resolver(models, aliases)
+    resolve = _resolver(models, aliases, providers)
     stack = tuple(resolve(m, f"stack[{i}]") for i, m in enumerate(raw.stack))
     tasks = _tasks(raw.tasks, resolve)
     return Policy(
@@ -449,9 +542,11 @@ def _model(model_id: str, raw: _Model, providers: Mapping[str, ProviderSpec]) ->
         raise ConfigError(path, "model ids are written provider/model")
     if provider not in providers:
         raise ConfigError(path, f"unknown provider {provider!r}{_suggest(provider, providers)}")
-    if raw.context_window <= 0:
+    if raw.context_window is not None and raw.context_window <= 0:
         raise ConfigError(f"{path}.context_window", "must be a positive number of tokens")
     kind = providers[provider].type
+    if raw.tier is None or raw.price is None or raw.context_window is None:
+        return _completed(model_id, raw, providers[provider], name)
     default_api = "responses" if kind == "openai-codex" else "chat"
     price = raw.price
     for field in ("input", "output", "cache_read", "cache_write", "cache_write_1h"):
@@ -480,6 +575,48 @@ def _model(model_id: str, raw: _Model, providers: Mapping[str, ProviderSpec]) ->
     )
 
 
+def _completed(model_id: str, raw: _Model, provider: ProviderSpec, name: str) -> ModelSpec:
+    """A `models:` entry that leaves out the tier, the price or the window: the rest from the
+    price database (a local model: free, window 8192 unless given)."""
+    from dataclasses import replace
+
+    from .passthrough import build
+
+    spec = build(model_id, provider, raw.upstream or name)
+    changes: dict[str, Any] = {
+        "aliases": tuple(a.lower() for a in raw.aliases),
+        "parameters": raw.parameters,
+        "cache_min_tokens": raw.cache_min_tokens,
+        "source": "catalog",
+    }
+    if raw.tier is not None:
+        changes["tier"] = Tier(raw.tier)
+    if raw.context_window is not None:
+        changes["context_window"] = raw.context_window
+        changes["max_output"] = min(raw.context_window // 4, 8192)
+    if raw.max_output:
+        changes["max_output"] = raw.max_output
+    if raw.capabilities:
+        changes["capabilities"] = frozenset(raw.capabilities)
+    if raw.api:
+        changes["api"] = raw.api
+    if (price := raw.price) is not None:
+        for field in ("input", "output", "cache_read", "cache_write", "cache_write_1h"):
+            value = getattr(price, field)
+            if value is not None and value < 0:
+                raise ConfigError(f"models.{model_id}.price.{field}", "must not be negative")
+        read, write, hour = (0.1, 1.25, 2.0) if provider.type == "anthropic" else (1.0, 1.0, 1.0)
+        changes |= {
+            "input_price": _micros(price.input, 0),
+            "output_price": _micros(price.output, 0),
+            "cache_read_price": _micros(price.cache_read, price.input * read),
+            "cache_write_price": _micros(price.cache_write, price.input * write),
+            "cache_write_1h_price": _micros(price.cache_write_1h, price.input * hour),
+            "priced": True,
+        }
+    return replace(spec, **changes)
+
+
 def _micros(value: float | None, default: float) -> int:
     """USD per million tokens as integer micro-dollars; `default` when not given."""
     return round((default if value is None else value) * 1_000_000)
@@ -506,14 +643,30 @@ def _aliases(models: Mapping[str, ModelSpec]) -> dict[str, str]:
     return table
 
 
-def _resolver(models: Mapping[str, ModelSpec], aliases: Mapping[str, str]) -> Any:
+def _resolver(
+    models: Mapping[str, ModelSpec],
+    aliases: Mapping[str, str],
+    providers: Mapping[str, ProviderSpec] | None = None,
+) -> Any:
     def resolve(name: str, path: str) -> str:
         model_id = aliases.get(name.lower(), name)
-        if model_id not in models:
+        if model_id not in models and not _passes(model_id, providers or {}):
             raise ConfigError(path, f"unknown model {name!r}{_suggest(name, models, aliases)}")
         return model_id
 
     return resolve
+
+
+def _passes(model_id: str, providers: Mapping[str, ProviderSpec]) -> bool:
+    """A model the catalog does not list that a chain may name: `provider/model` of a configured
+    local provider, or one the price database knows (so a typo is still an error)."""
+    from . import prices
+
+    provider, _, name = model_id.partition("/")
+    spec = providers.get(provider)
+    if spec is None or not name:
+        return False
+    return spec.local or prices.lookup(spec.type, name) is not None
 
 
 def _suggest(name: str, *choices: Mapping[str, Any]) -> str:

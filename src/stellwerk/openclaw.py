@@ -91,7 +91,7 @@ def client_key(policy: Policy, config_file: Path | None, env: Mapping[str, str])
     """(apiKey value, comment) for OpenClaw.
 
     The gateway's client key is read from an environment variable when the Stellwerk config
-    names one (`api_keys: ["${STELLWERK_CLIENT_KEY}"]`): OpenClaw substitutes `${VAR}` in its
+    names one (`api_keys: ["${MY_GATEWAY_KEY}"]`): OpenClaw substitutes `${VAR}` in its
     config too, so both read the same variable. Otherwise a placeholder: one that tells the user
     to paste a client key when the gateway requires keys, or any text when it does not.
     """

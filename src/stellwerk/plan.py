@@ -182,7 +182,7 @@ def _admit(
         if snapshot.blocked(health_key(provider.name)):
             return f"{provider.name} down (health check)", None
         if blocked := snapshot.blocked(model_key(model.id)):
-            return describe(blocked, snapshot.now, tz), None
+            return describe(blocked, snapshot.now), None  # local time, as in `status`
     if (reason := _too_small(model, demand, context)) is not None:
         return reason, None
     missing = demand.needs - model.capabilities
@@ -233,7 +233,7 @@ def _credentials(
     if not blocks:
         return (), "no key"
     soonest = min(blocks, key=lambda c: c.until)
-    return (), describe(soonest, snapshot.now, tz)
+    return (), describe(soonest, snapshot.now)  # local time
 
 
 def _credential_ids(provider: ProviderSpec) -> Iterable[tuple[str, Credential | None]]:

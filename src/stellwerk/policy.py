@@ -8,8 +8,9 @@ swaps one object atomically.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .types import TaskClass, Tier, Usage
 
@@ -130,6 +131,12 @@ class ModelSpec:
     cache_write_price: int = -1  # a write with the default TTL (Anthropic: 5 min, 1.25x)
     cache_write_1h_price: int = -1  # a write with a 1 h TTL (Anthropic: 2x)
     cache_min_tokens: int = 1024
+    # False: no price is known (a pass-through model the price database lacks); its cost is
+    # recorded as 0 and reported as unknown, never as a real $0.
+    priced: bool = True
+    # Where the entry comes from: catalog (the catalog or the config's `models:`), database
+    # (genai-prices), ollama (`/api/show`), default (nothing known: conservative defaults)
+    source: str = "catalog"
 
     def __post_init__(self) -> None:
         for name in ("cache_read_price", "cache_write_price", "cache_write_1h_price"):
@@ -160,6 +167,118 @@ class ModelSpec:
         cost more than reads saved), in micro-dollars."""
         plain = self.cost_micros(usage.input_tokens, usage.output_tokens)
         return plain - self.cost_of(usage)
+
+
+PASSTHROUGH_CACHE = 4096  # pass-through specs kept per policy; beyond it, built per use
+
+
+class ModelCatalog(Mapping[str, ModelSpec]):
+    """The configured models, and the pass-through models built as they are first named.
+
+    Iterating (and `len`) gives the configured models only; looking up a `provider/model` id whose
+    provider is configured also finds a model the catalog does not list: its `ModelSpec` is built
+    once (`passthrough.build`: prices from genai-prices, a local model's window from Ollama) and
+    kept, so the planner, the router and `stats` all read one spec per model.
+    """
+
+    __slots__ = ("_configured", "_providers", "_built", "_names", "_local")
+
+    def __init__(
+        self, configured: Mapping[str, ModelSpec], providers: Mapping[str, ProviderSpec]
+    ) -> None:
+        self._configured = dict(configured)
+        self._providers = providers
+        self._built: dict[str, ModelSpec | None] = {}
+        self._names: dict[str, str | None] = {}  # bare name → pass-through id (None: unknown)
+        self._local: dict[str, Mapping[str, Any]] = {}  # id → Ollama's `/api/show` answer
+
+    def __getitem__(self, model_id: str) -> ModelSpec:
+        spec = self._configured.get(model_id) or self.passthrough(model_id)
+        if spec is None:
+            raise KeyError(model_id)
+        return spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configured)
+
+    def __len__(self) -> int:
+        return len(self._configured)
+
+    def __repr__(self) -> str:
+        return f"ModelCatalog({list(self._configured)!r}, built={list(self._built)!r})"
+
+    @property
+    def built(self) -> Mapping[str, ModelSpec | None]:
+        """The pass-through models built so far (None: named, but not usable)."""
+        return self._built
+
+    def configured(self, model_id: str) -> bool:
+        return model_id in self._configured
+
+    def passthrough(self, model_id: str) -> ModelSpec | None:
+        """The spec of a `provider/model` id the catalog does not list, built once; None when
+        the provider is not configured."""
+        if model_id in self._built:
+            return self._built[model_id]
+        provider, _, upstream = model_id.partition("/")
+        spec = None
+        if upstream and provider in self._providers:
+            from .passthrough import build
+
+            show = self._local.get(model_id)
+            spec = build(model_id, self._providers[provider], upstream, show)
+        if len(self._built) < PASSTHROUGH_CACHE:
+            self._built[model_id] = spec
+        return spec
+
+    def resolve(self, name: str, aliases: Mapping[str, str]) -> ModelSpec | None:
+        """A configured id or alias, a `provider/model` id of a configured provider, or a bare
+        name whose provider the price database or the naming conventions tell."""
+        model_id = aliases.get(name.lower(), name)
+        spec = self._configured.get(model_id)
+        if spec is not None:
+            return spec
+        provider = name.partition("/")[0]
+        if provider in self._providers:
+            return self._unless_typo(name, self.passthrough(name), aliases)
+        if name not in self._names:
+            from .passthrough import bare_provider
+
+            found = bare_provider(name, self._providers)
+            mapped = f"{found}/{name}" if found else None
+            if len(self._names) < PASSTHROUGH_CACHE:
+                self._names[name] = mapped
+        else:
+            mapped = self._names[name]
+        return self._unless_typo(name, self.passthrough(mapped), aliases) if mapped else None
+
+    def _unless_typo(
+        self, name: str, spec: ModelSpec | None, aliases: Mapping[str, str]
+    ) -> ModelSpec | None:
+        """None for a cloud model the price database does not know whose name is one letter or
+        so from a configured one (`claude-sonet-4-5`): a typo gets a 404 with "did you mean",
+        not a trip to the provider and a fallback."""
+        if spec is None or spec.source != "default" or self._providers[spec.provider].local:
+            return spec
+        import difflib
+
+        pool = [*self._configured, *aliases]
+        return None if difflib.get_close_matches(name, pool, n=1, cutoff=0.9) else spec
+
+    def wants_show(self, name: str) -> str | None:
+        """The pass-through id of a local model not built yet, whose `/api/show` answer should
+        be learned first (`learn`); None otherwise. A dictionary look-up: cheap per request."""
+        if name in self._configured or name in self._built:
+            return None
+        provider = self._providers.get(name.partition("/")[0])
+        if provider is None or not provider.local or provider.type != "ollama":
+            return None
+        return name
+
+    def learn(self, model_id: str, show: Mapping[str, Any]) -> None:
+        """Keep Ollama's `/api/show` answer for a model, before its spec is built."""
+        if model_id not in self._built and len(self._local) < PASSTHROUGH_CACHE:
+            self._local[model_id] = show
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,14 +415,25 @@ class Policy:
     source: str = "<built-in>"
     aliases: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.models, ModelCatalog):
+            object.__setattr__(self, "models", ModelCatalog(self.models, self.providers))
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """The models, configured and pass-through (`models`, typed as what it is)."""
+        assert isinstance(self.models, ModelCatalog)
+        return self.models
+
     @property
     def default_primary(self) -> str:
         return self.tasks[self.routing.default_task].primary
 
     def resolve_model(self, name: str) -> ModelSpec | None:
-        """The model named by an id, an alias or a bare upstream name; None if unknown."""
-        model_id = self.aliases.get(name.lower(), name)
-        return self.models.get(model_id)
+        """The model named by an id, an alias or a bare upstream name, or a model the catalog
+        does not list (`provider/model` of a configured provider; a bare name whose provider is
+        known); None if unknown."""
+        return self.catalog.resolve(name, self.aliases)
 
     def chain(self, task: TaskClass, start: str | None = None) -> tuple[str, ...]:
         """Targets in order: `start` or the class primary, the class fallbacks, then the stack."""

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from . import emergency, warmth
+from . import emergency, passthrough, warmth
 from .affinity import TURN_TTL, turn_id
 from .classify import Classification, classify, without_directive
 from .config import load_policy
@@ -217,6 +217,9 @@ class Router:
     # -- steps -------------------------------------------------------------------------------
 
     async def _begin(self, request: ChatRequest) -> tuple[Decision, ChatRequest]:
+        if (local := self.policy.catalog.wants_show(request.model)) is not None:
+            self._session = self._session or new_session()  # an Ollama model not in the config:
+            await passthrough.learn(self.policy, local, self._session)  # its window, once
         found = classify(request, self.policy)
         turn = turn_id(request, found.reading)  # before the request is changed: as sent
         request = without_directive(request, found)

@@ -13,6 +13,9 @@ caching saved against the same tokens at the plain input price: reads at the inp
 cache-read price, less what writes cost above the input price (`cache_write_price` for the
 default TTL, `cache_write_1h_price` for the part written for an hour), per model at its prices.
 
+A request to a model without a known price (a pass-through model the price database does not
+know) is recorded at 0 and counted apart: "N requests with unknown price", never a silent $0.
+
 Prices come from the configuration in force, so a report prices its baseline consistently even
 for old rows. Costs are integer micro-dollars throughout, rounded up per request like the router's.
 """
@@ -112,6 +115,7 @@ class Stats:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cache_saved_micros: int = 0  # over the models still in the catalog
+    unpriced: int = 0  # answered requests whose model has no known price (cost not in the sums)
 
     @property
     def fallback_rate(self) -> float:
@@ -148,7 +152,17 @@ def aggregate(rows: Sequence[Row], policy: Policy, start: float, end: float) -> 
         cache_read_tokens=sum(r.cache_read_tokens for r in rows),
         cache_write_tokens=sum(r.cache_write_tokens for r in rows),
         cache_saved_micros=sum(g.cache_saved_micros or 0 for g in by_model),
+        unpriced=sum(_unpriced(r, policy) for r in charged),
     )
+
+
+def _unpriced(row: Row, policy: Policy) -> bool:
+    """A request whose model has no known price and whose provider reported no cost: its cost
+    is unknown, not $0 (a pass-through model the price database does not know)."""
+    if row.cost_micros or row.model is None:
+        return False
+    spec = policy.models.get(row.model)
+    return spec is not None and not spec.priced
 
 
 def _groups(
@@ -278,6 +292,7 @@ def stats_json(stats: Stats) -> dict[str, Any]:
             "saved_micros": stats.cache_saved_micros,
         },
         "cost_micros": stats.cost_micros,
+        "unpriced": stats.unpriced,
         "by_task": [_group_json(g) for g in stats.by_task],
         "by_model": [_group_json(g) for g in stats.by_model],
         "by_provider": [_group_json(g) for g in stats.by_provider],
@@ -340,7 +355,8 @@ def render_stats(stats: Stats, tz: tzinfo | None = None) -> str:
         f"requests   {stats.requests:,} ({stats.answered:,} answered, {stats.errors:,} failed)",
         f"tokens     {stats.input_tokens:,} in, {stats.output_tokens:,} out"
         + (f" ({stats.estimated} requests estimated)" if stats.estimated else ""),
-        f"cost       {usd(stats.cost_micros)}",
+        f"cost       {usd(stats.cost_micros)}"
+        + (f" (and {stats.unpriced:,} requests with unknown price)" if stats.unpriced else ""),
         "",
         *_table("task class", stats.by_task),
         "",

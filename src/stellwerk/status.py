@@ -1,13 +1,16 @@
 """`stellwerk status`: providers, masked credentials, cooldowns, budgets and the mode.
 
 One function builds the data from the policy and a snapshot (the gateway's status API returns the
-same), another renders it for a terminal. Keys appear masked, never whole, and never in part in
+same), another renders it for a terminal. Cooldown and emergency times are in the local time zone
+of the process, as everywhere else (`log`, `route`); only the budget windows follow
+`budgets.timezone`, where they start. Keys appear masked, never whole, and never in part in
 a stored text (cooldown details, the emergency reason): those are scrubbed once more here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +23,11 @@ from .state.cooldown import describe
 
 
 def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) -> dict[str, Any]:
-    """Everything `status --json` prints; stored texts scrubbed of the policy's keys again."""
+    """Everything `status --json` prints; stored texts scrubbed of the policy's keys again.
+
+    `tz` is the budgets' time zone (default `budgets.timezone`); cooldown and emergency times
+    are local (they used to follow `tz`, an hour off the rest when it was not the local zone)."""
+    budget_tz, tz = tz, None
     keys = [c.secret.reveal() for spec in policy.providers.values() for c in spec.credentials]
     return {
         "config": policy.source,
@@ -42,7 +49,7 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
             for c in sorted(snapshot.cooldowns.values(), key=lambda c: c.key)
             if c.active(snapshot.now)
         ],
-        "budgets": _budgets(policy, snapshot, tz),
+        "budgets": _budgets(policy, snapshot, budget_tz),
     }
 
 
@@ -81,22 +88,30 @@ def _mode_note(data: dict[str, Any]) -> str:
 
 
 def _iso(when: float, tz: tzinfo | None) -> str:
-    return datetime.fromtimestamp(when, tz).isoformat(timespec="seconds")
+    """ISO 8601 with the zone's offset (the local zone's when `tz` is None)."""
+    return datetime.fromtimestamp(when, tz).astimezone(tz).isoformat(timespec="seconds")
 
 
-def render_status(data: dict[str, Any]) -> str:
-    """A terminal view of `status_data`."""
-    lines = [f"config    {data['config']}", f"mode      {data['mode']}{_mode_note(data)}"]
+def _plain(text: str, **_: Any) -> str:
+    return text
+
+
+def render_status(data: dict[str, Any], style: Callable[..., str] = _plain) -> str:
+    """A terminal view of `status_data`; `style` is `click.style` for colour (default: none)."""
+    mode = data["mode"]
+    shown_mode = style(mode, fg="red", bold=True) if mode == "emergency" else mode
+    lines = [f"config    {data['config']}", f"mode      {shown_mode}{_mode_note(data)}"]
     if data.get("degraded"):
-        lines.insert(0, f"WARNING   state store degraded: {data['degraded']}")
+        lines.insert(0, style(f"WARNING   state store degraded: {data['degraded']}", fg="red"))
     lines.append("providers")
     for p in data["providers"]:
         keys = ", ".join(f"{c['id']} {c['key']}" for c in p["credentials"])
         state = "local" if p["local"] else (keys or "no key: unavailable")
-        lines.append(f"  {p['name']:<14} {p['type']:<18} {state}")
+        colour = "yellow" if state == "no key: unavailable" else "green"
+        lines.append(f"  {p['name']:<14} {p['type']:<18} {style(state, fg=colour)}")
     lines.append("cooldowns" + ("" if data["cooldowns"] else "  none"))
     for c in data["cooldowns"]:
-        lines.append(f"  {c['key']:<52} {c['text']}")
+        lines.append(f"  {c['key']:<52} {style(c['text'], fg='yellow')}")
     if data.get("budgets"):
         lines.append("budgets")
         lines.extend(f"  {line}" for line in render_budgets(data["budgets"]).splitlines())

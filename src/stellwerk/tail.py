@@ -5,12 +5,15 @@ they are written (`--follow` polls the ledger, so it works against a gateway in 
     2026-11-26 08:12:41  req_51aa…  cli  code  ollama/codellama  40→120 tok  $0.000000  after
     openai-codex/gpt-5.3-codex: overloaded                                (one line in a terminal)
 
-`~` marks tokens Stellwerk estimated (a stream that broke or was abandoned mid-answer).
+`~` marks tokens Stellwerk estimated (a stream that broke or was abandoned mid-answer). Times are
+in the local time zone, as in `status`. `--json` prints one JSON object per decision instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, tzinfo
@@ -63,24 +66,33 @@ async def follow(
             yield row
 
 
+def log_json(row: Row) -> dict[str, Any]:
+    """One decision for `log --json`: the ledger columns, the time in ISO 8601 (local, with its
+    offset), failures as objects, and the whole decision when the ledger kept it."""
+    data = dataclasses.asdict(row)
+    data.pop("id", None)
+    data = {"time": datetime.fromtimestamp(row.ts).astimezone().isoformat(), **data}
+    data["failures"] = [{"target": t, "failure": f} for t, f in row.failures]
+    data["decision"] = json.loads(row.decision) if row.decision else None
+    return data
+
+
 async def show_log(
     config_path: str | os.PathLike[str] | None,
     tail: int,
     *,
     forever: bool = False,
+    as_json: bool = False,
     echo: Callable[[str], object] = print,
 ) -> None:
     """The body of `stellwerk log`: print lines until done (or, following, until interrupted)."""
-    from zoneinfo import ZoneInfo
-
     from .config import load_policy
     from .ledger import open_ledger
 
     policy = load_policy(config_path)
-    tz = ZoneInfo(policy.budgets.timezone)
     ledger = open_ledger(policy)
     try:
         async for row in follow(ledger, tail, forever=forever):
-            echo(log_line(row, tz))
+            echo(json.dumps(log_json(row), ensure_ascii=False) if as_json else log_line(row))
     finally:
         await ledger.close()

@@ -331,9 +331,9 @@ async def test_401_for_a_wrong_client_key(gateway, world):
 
 async def test_404_for_an_unknown_model(gateway):
     with pytest.raises(openai.NotFoundError):
-        await gateway.openai().chat.completions.create(model="gpt-9", messages=USER)
+        await gateway.openai().chat.completions.create(model="nonesuch-9", messages=USER)
     with pytest.raises(anthropic.NotFoundError):
-        await gateway.anthropic().messages.create(model="claude-9", max_tokens=10, messages=USER)
+        await gateway.anthropic().messages.create(model="nonesuch-9", max_tokens=10, messages=USER)
 
 
 async def test_413_for_an_oversized_body(gateway):

@@ -498,7 +498,7 @@ def test_the_default_ledger_config():
         ({"url": "mysql://db/x"}, "ledger.url: expected a postgresql:// URL"),
         ({"retention": "forever"}, "ledger.retention: expected a duration"),
         ({"store_content": "maybe"}, "ledger.store_content: expected `bool`"),
-        ({"colour": "red"}, "ledger: object contains unknown field `colour`"),
+        ({"colour": "red"}, "ledger: unknown field 'colour'"),
     ],
 )
 def test_config_errors_name_the_ledger_key(raw, message):

@@ -131,7 +131,7 @@ async def test_missing_model_is_invalid_request_error(gw):
 
 
 async def test_unknown_model_is_not_found_error(gw):
-    error = await _error(await gw.messages({"model": "claude-9"}), 404)
+    error = await _error(await gw.messages({"model": "nonesuch-9"}), 404)
     assert error["type"] == "not_found_error"
 
 

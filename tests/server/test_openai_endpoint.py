@@ -153,7 +153,7 @@ async def test_missing_messages_is_400_naming_the_field(gw):
 
 
 async def test_unknown_model_is_404(gw):
-    response = await gw.chat({"model": "openai/gpt-9"})
+    response = await gw.chat({"model": "nonesuch/gpt-9"})
     assert response.status == 404
     error = (await response.json())["error"]
     assert error["code"] == "model_not_found"

@@ -89,7 +89,7 @@ def test_gateway_section_defaults():
         ({"host": " "}, "gateway.host: a host to bind is required"),
         ({"max_body": "lots"}, "gateway.max_body: expected a size like 32MiB"),
         ({"max_body": 0}, "gateway.max_body: must be at least 1 byte"),
-        ({"listen": 1}, "gateway: object contains unknown field `listen`"),
+        ({"listen": 1}, "gateway: unknown field 'listen'"),
     ],
 )
 def test_gateway_section_errors_name_the_key(section, message):

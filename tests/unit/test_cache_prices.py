@@ -55,3 +55,13 @@ def test_heartbeats_cache_for_an_hour_and_the_other_classes_by_the_sessions_rhyt
     assert {tasks[c] for c in ("simple", "complex", "code", "reasoning")} == {"auto"}
     off = policy_from_dict({"tasks": {"code": {"cache": "off"}}})
     assert [off.tasks[t].cache_ttl for t in off.tasks if str(t) == "code"] == [None]
+
+
+def test_a_bare_yaml_off_means_off():
+    import yaml
+
+    raw = yaml.safe_load("routing: {mode: off}\ntasks: {code: {cache: off}}\n")
+    assert raw["routing"]["mode"] is False  # YAML 1.1 reads it so
+    policy = policy_from_dict(raw)
+    assert str(policy.routing.mode) == "off"
+    assert [p.cache_ttl for t, p in policy.tasks.items() if str(t) == "code"] == [None]

@@ -166,7 +166,7 @@ def test_secrets_never_show_in_repr():
         ({"routing": {"default_task": "chat"}}, "routing.default_task: unknown task class 'chat'"),
         (
             {"tasks": {"code": {"prmary": "codex"}}},
-            "tasks.code: object contains unknown field `prmary`",
+            "tasks.code: unknown field 'prmary' (did you mean 'primary'?)",
         ),
         (
             {"providers": {"anthropic": {"billing_cooldown": "two hours"}}},

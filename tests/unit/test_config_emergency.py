@@ -42,7 +42,7 @@ def test_context_fit_is_configurable_per_class():
         ({"emergency": {"window": "soon"}}, "emergency.window: expected a duration"),
         ({"emergency": {"window": 0}}, "emergency.window: must be longer than 0s"),
         ({"health": {"interval": "often"}}, "health.interval: expected a duration"),
-        ({"emergency": {"storms": 5}}, "emergency: object contains unknown field `storms`"),
+        ({"emergency": {"storms": 5}}, "emergency: unknown field 'storms'"),
     ],
 )
 def test_errors_name_the_key_path(raw, message):

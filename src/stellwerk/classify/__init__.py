@@ -135,9 +135,16 @@ def _named_model(request: ChatRequest, policy: Policy) -> str | None:
 
 
 def _suggest(name: str, policy: Policy) -> str:
+    """The hint of an unknown name: the closest known one, and where the models are listed."""
     pool = [*policy.models, *policy.aliases, "auto", *(f"auto:{t}" for t in TaskClass)]
     close = difflib.get_close_matches(name.lower(), pool, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else " (see `stellwerk config show`)"
+    if close:
+        return f" (did you mean {close[0]}? `stellwerk models` lists the models)"
+    providers = ", ".join(sorted(policy.providers))
+    return (
+        f" (`stellwerk models` lists the models; any model of a configured provider"
+        f" ({providers}) is written provider/model)"
+    )
 
 
 def known_names(policy: Policy) -> str:

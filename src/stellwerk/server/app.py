@@ -19,6 +19,7 @@ from aiohttp import HttpVersion11, web
 from ..decision import Decision, new_request_id
 from ..plan import RoutePlan
 from ..policy import Policy
+from ..readiness import unusable_reason
 from ..router import Router
 from ..status import status_data
 from ..types import TEXT_CLASSES
@@ -198,7 +199,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """The config is loaded and the state store answers.
+    """The config is loaded, the state store answers and a provider is usable.
+
+    No usable provider (no API key set, and no local model server running) gives 503 with the
+    reason and the variables to set (`readiness.unusable_reason`).
 
     A shared store (Redis) that is unreachable gives 200 with `"status": "degraded"` and the
     reason: the gateway still routes (fail open), and every replica shares that store, so a 503
@@ -209,6 +213,9 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         log.warning("readiness: state store unreachable: %s", exc)
         body = {"status": "unavailable", "reason": f"state store unreachable: {exc}"}
+        return json_response(body, status=503)
+    if (why := unusable_reason(router.policy, snapshot)) is not None:
+        body = {"status": "unavailable", "reason": why, "config": router.policy.source}
         return json_response(body, status=503)
     if snapshot.degraded:
         body = {"status": "degraded", "reason": snapshot.degraded, "config": router.policy.source}
@@ -255,7 +262,8 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 def model_entries(policy: Policy) -> list[dict[str, Any]]:
-    """One entry per name a client may send as `model`."""
+    """One entry per name a client may send as `model` (`stellwerk models` lists the same models;
+    any other `provider/model` of a configured provider passes through)."""
     names = [("auto", "stellwerk")]
     names += [(f"auto:{task}", "stellwerk") for task in TEXT_CLASSES]
     names += [(a, spec.provider) for spec in policy.models.values() for a in spec.aliases]

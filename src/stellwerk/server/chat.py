@@ -192,7 +192,8 @@ def _prepared(chat: ChatRequest, request: web.Request, request_id: str, client: 
     an explicit task header and a client's session id (which keeps turns of two sessions that
     start alike apart: `affinity.py`)."""
     if len(chat.model) > MAX_ECHO:  # no name in any catalog is this long: no lookup, no echo
-        raise UnknownModelError(f"unknown model {cap(chat.model)!r} (see `stellwerk config show`)")
+        hint = "(`stellwerk models` lists the models)"
+        raise UnknownModelError(f"unknown model {cap(chat.model)!r} {hint}")
     metadata = {**chat.metadata, "request_id": request_id, "client": client}
     if session := request.headers.get(SESSION_HEADER):
         metadata[SESSION] = _bounded(session)

@@ -25,7 +25,9 @@ from aiohttp import web
 from ..classify import preload
 from ..config import load_policy
 from ..errors import ConfigError, StellwerkError
+from ..health import HealthWatch
 from ..policy import Policy
+from ..readiness import unusable_reason
 from ..router import Router
 from ..state import default_state_path
 from .app import create_app
@@ -96,6 +98,7 @@ async def serve(
         access_log=None,  # every request is logged once, as its decision; this line cost ~9 %
     )
     pid_path = pid_file or default_pid_file()
+    await warn_if_unusable(router)
     with _Signals(lambda: reload_config(gateway, config_path)) as signals:
         await runner.setup()
         try:
@@ -117,6 +120,30 @@ async def serve(
             if ready_file is not None:
                 ready_file.unlink(missing_ok=True)
     log.info("stopped")
+
+
+async def warn_if_unusable(router: Router) -> str | None:
+    """Log a WARNING when no provider can answer (no key set, Ollama not running): the reason,
+    naming the variables to set; None when one can. Local servers are pinged once first, and
+    the health watch's marks that this leaves make `/readyz` agree from the start."""
+    policy = router.policy
+    if any(p.credentials for p in policy.providers.values() if not p.local):
+        return None
+    watch = HealthWatch(lambda: policy, router.store, router.clock)
+    try:
+        await watch.check()
+    except Exception as exc:  # a failed ping must not stop the gateway from starting
+        log.debug("start-up health check failed: %s", exc)
+    finally:
+        await watch.aclose()
+    reason = unusable_reason(policy, await router.store.snapshot(router.clock()))
+    if reason is not None:
+        log.warning(
+            "%s. The gateway runs, but /readyz answers 503 and every request fails until a"
+            " provider is usable (`stellwerk check` shows what is missing)",
+            reason,
+        )
+    return reason
 
 
 async def _listen(
