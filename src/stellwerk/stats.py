@@ -116,6 +116,9 @@ class Stats:
     cache_write_tokens: int = 0
     cache_saved_micros: int = 0  # over the models still in the catalog
     unpriced: int = 0  # answered requests whose model has no known price (cost not in the sums)
+    cache_routed: int = 0  # turns cache-aware routing took to a warm model
+    cache_routed_micros: int = 0  # what those choices were expected to save
+    cache_displaced: tuple[tuple[str, int], ...] = ()  # the planned targets they were taken from
 
     @property
     def fallback_rate(self) -> float:
@@ -153,6 +156,11 @@ def aggregate(rows: Sequence[Row], policy: Policy, start: float, end: float) -> 
         cache_write_tokens=sum(r.cache_write_tokens for r in rows),
         cache_saved_micros=sum(g.cache_saved_micros or 0 for g in by_model),
         unpriced=sum(_unpriced(r, policy) for r in charged),
+        cache_routed=sum(r.cache_displaced is not None for r in rows),
+        cache_routed_micros=sum(r.cache_saved_micros for r in rows),
+        cache_displaced=tuple(
+            Counter(r.cache_displaced for r in rows if r.cache_displaced).most_common()
+        ),
     )
 
 
@@ -290,6 +298,9 @@ def stats_json(stats: Stats) -> dict[str, Any]:
         "cache": {
             "read_share": round(stats.cache_share, 4),
             "saved_micros": stats.cache_saved_micros,
+            "routed": stats.cache_routed,
+            "routed_saved_micros": stats.cache_routed_micros,
+            "routed_from": dict(stats.cache_displaced),
         },
         "cost_micros": stats.cost_micros,
         "unpriced": stats.unpriced,
@@ -371,6 +382,14 @@ def render_stats(stats: Stats, tz: tzinfo | None = None) -> str:
     lines.append(_savings_line(stats.savings))
     if stats.cache_read_tokens or stats.cache_write_tokens:
         lines.append(_cache_line(stats))
+    if stats.cache_routed:
+        share = stats.cache_routed / stats.requests if stats.requests else 0.0
+        froms = ", ".join(f"{model} {n}" for model, n in stats.cache_displaced)
+        lines.append(
+            f"routing    a warm cache changed the model of {stats.cache_routed:,} requests "
+            f"({share:.1%}; taken from {froms}), expected to save "
+            f"{usd(stats.cache_routed_micros)}"
+        )
     if stats.shadow is not None:
         lines += _shadow_lines(stats.shadow)
     return "\n".join(lines)

@@ -78,3 +78,20 @@ async def test_shadow_mode_reports_what_cache_aware_routing_would_change(day):
     for decision in would:
         assert f"cache-aware would take {decision.cache.chosen}" in decision.reason
         assert decision.route.mode == "shadow"  # reported, not routed: the stack as before
+
+
+async def test_the_ledger_and_stats_say_how_often_the_cache_changed_the_choice(results):
+    from stellwerk.config import policy_from_dict
+    from stellwerk.ledger import row_from
+    from stellwerk.stats import aggregate, render_stats, stats_json
+
+    aware = results["aware"]
+    rows = [row_from(d) for d in aware.decisions]
+    changed = [r for r in rows if r.cache_displaced is not None]
+    assert len(changed) == sum(1 for d in aware.decisions if d.cache and d.cache.changed)
+    assert all(r.cache_saved_micros > 0 and r.answered_by != r.cache_displaced for r in changed)
+    stats = aggregate(rows, policy_from_dict({}), 0.0, 2e9)
+    assert stats.cache_routed == len(changed)
+    assert stats.cache_routed_micros == sum(r.cache_saved_micros for r in changed)
+    assert f"a warm cache changed the model of {len(changed)} requests" in render_stats(stats)
+    assert stats_json(stats)["cache"]["routed"] == len(changed)

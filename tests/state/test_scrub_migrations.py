@@ -12,6 +12,7 @@ import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from redis.asyncio import Redis
@@ -20,7 +21,7 @@ from stellwerk.decision import Attempt, Decision
 from stellwerk.failures import FailureClass
 from stellwerk.ledger import SQLiteLedger, row_from
 from stellwerk.ledger.postgres import POSTGRES, PostgresLedger
-from stellwerk.ledger.query import SQLITE, Dialect
+from stellwerk.ledger.query import COLUMNS, SQLITE, Dialect, params
 from stellwerk.plan import RoutePlan
 from stellwerk.policy import RoutingMode
 from stellwerk.state.base import Cooldown
@@ -48,6 +49,15 @@ def _row():
     row = row_from(made)
     # as an older Stellwerk wrote it: nothing scrubbed
     return replace(row, error=made.error, decision=json.dumps({"attempts": [{"message": ECHO}]}))
+
+
+def _insert(conn: Any, have: list[str], row: Any, mark: str) -> None:
+    """`row` into an older ledger table, in the columns it has."""
+    values = dict(zip(COLUMNS, params(row), strict=True))
+    names = [c for c in COLUMNS if c in have]
+    marks = ", ".join(mark for _ in names)
+    sql = f"INSERT INTO decisions ({', '.join(names)}) VALUES ({marks})"
+    conn.execute(sql, [values[c] for c in names])
 
 
 def _scrub_step(steps: tuple[tuple[str, ...], ...], marker: str) -> int:
@@ -97,9 +107,10 @@ async def test_redis_cooldowns_are_scrubbed_as_they_are_read(
 def test_ledger_file_errors_and_decisions_are_scrubbed_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     step = _scrub_step(SQLITE.migrations, "stellwerk_scrub(error)")
-    old = SQLiteLedger(path, Dialect("sqlite", SQLITE.migrations[:step]))
-    old.write([_row()])
-    old.close()
+    SQLiteLedger(path, Dialect("sqlite", SQLITE.migrations[:step])).close()
+    with sqlite3.connect(path) as conn:  # a row as that version wrote it: its columns only
+        have = [r[1] for r in conn.execute("PRAGMA table_info(decisions)")]
+        _insert(conn, have, _row(), "?")
     ledger = SQLiteLedger(path)
     (row,) = ledger.tail(1)
     ledger.close()
@@ -119,9 +130,14 @@ def test_new_ledger_rows_are_scrubbed_as_they_are_made() -> None:
 
 def test_postgres_ledger_is_scrubbed_when_migrated(postgres_url: str) -> None:
     step = _scrub_step(POSTGRES.migrations, "regexp_replace(error")
-    old = PostgresLedger(postgres_url, Dialect("postgres", POSTGRES.migrations[:step], mark="%s"))
-    old.write([_row(), replace(_row(), request_id="req_plain", error="HTTP 500: boom")])
-    old.close()
+    PostgresLedger(postgres_url, Dialect("postgres", POSTGRES.migrations[:step], mark="%s")).close()
+    with psycopg.connect(postgres_url) as conn:  # rows as that version wrote them
+        found = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'"
+        ).fetchall()
+        have = [name for (name,) in found]
+        for row in (_row(), replace(_row(), request_id="req_plain", error="HTTP 500: boom")):
+            _insert(conn, have, row, "%s")
     ledger = PostgresLedger(postgres_url)
     rows = ledger.tail(2)
     ledger.close()

@@ -26,6 +26,8 @@ MINI, HAIKU, SONNET, QWEN = (
     "ollama/qwen3-4b",
 )
 
+NOT_ROUTED = {"routed": 0, "routed_saved_micros": 0, "routed_from": {}}  # no cache-aware change
+
 
 def row(
     task: str = "simple",
@@ -291,7 +293,7 @@ def test_json_report_is_plain_data_in_micro_dollars():
     data = json.loads(json.dumps(stats_json(stats(rows))))
     assert data["requests"] == 2
     assert data["tokens"] == {"input": 2000, "output": 1000, "cache_read": 0, "cache_write": 0}
-    assert data["cache"] == {"read_share": 0.0, "saved_micros": 0}
+    assert data["cache"] == {"read_share": 0.0, "saved_micros": 0, **NOT_ROUTED}
     assert data["cost_micros"] == 3950
     assert data["fallbacks"] == {"count": 1, "rate": 0.5, "failures": {"rate_limit": 1}}
     assert data["savings"]["baseline_micros"] == 21000
@@ -391,7 +393,7 @@ def test_reports_show_the_cache_share_and_savings():
     header = next(line for line in text.splitlines() if line.startswith("model"))
     assert header.split()[-3:] == ["cached", "cache", "saved"]
     data = json.loads(json.dumps(stats_json(report)))
-    assert data["cache"] == {"read_share": 0.7167, "saved_micros": 6_995}
+    assert data["cache"] == {"read_share": 0.7167, "saved_micros": 6_995, **NOT_ROUTED}
     assert data["tokens"]["cache_read"] == 8_600
     by_model = {g["name"]: g for g in data["by_model"]}
     assert by_model[HAIKU]["cache_read_share"] == 0.8

@@ -52,6 +52,8 @@ class Row:
     cache_read_tokens: int = 0  # the part of input_tokens read from a prompt cache
     cache_write_tokens: int = 0  # the part of input_tokens written to one
     cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written with a 1 h TTL
+    cache_displaced: str | None = None  # the target cache-aware routing took the turn from
+    cache_saved_micros: int = 0  # what that choice was expected to save (`warmth.Choice`)
     prompt: str | None = None  # only with `ledger.store_content`
     answer: str | None = None  # only with `ledger.store_content`
     decision: str = ""  # the whole decision as JSON (empty when a query left it out)
@@ -98,6 +100,8 @@ def row_from(decision: Decision, *, store_content: bool = False) -> Row:
         cache_read_tokens=decision.usage.cache_read_tokens,
         cache_write_tokens=decision.usage.cache_write_tokens,
         cache_write_1h_tokens=decision.usage.cache_write_1h_tokens,
+        cache_displaced=_displaced(decision),
+        cache_saved_micros=_cache_saved(decision),
         prompt=decision.prompt if store_content else None,
         answer=decision.answer if store_content else None,
         decision=encoded,
@@ -134,3 +138,20 @@ class LedgerBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def _displaced(decision: Decision) -> str | None:
+    """The planned target a warm cache took the turn from, when it did and the turn was routed
+    so (not in shadow mode, and answered by the chosen target)."""
+    choice = decision.cache
+    if choice is None or not choice.changed or decision.answered_by != choice.chosen:
+        return None
+    return choice.planned
+
+
+def _cache_saved(decision: Decision) -> int:
+    choice = decision.cache
+    if _displaced(decision) is None or choice is None:
+        return 0
+    return round(choice.planned_micros - choice.chosen_micros)
+

@@ -72,7 +72,12 @@ _SCHEMA_1 = (
 
 POSTGRES = Dialect(
     "postgres",
-    (_SCHEMA_1, query.added_columns("BIGINT"), query.scrubbed_postgres()),
+    (
+        _SCHEMA_1,
+        query.added_columns("BIGINT"),
+        query.scrubbed_postgres(),
+        query.cache_choice_columns("BIGINT"),
+    ),
     mark="%s",
 )
 

@@ -72,6 +72,13 @@ def added_columns(integer: str) -> tuple[str, ...]:
     return tuple(f"ALTER TABLE {TABLE} ADD COLUMN {column}" for column in columns)
 
 
+def cache_choice_columns(integer: str) -> tuple[str, ...]:
+    """Schema step 4 for either database: what cache-aware routing changed (`warmth.py`): the
+    target it took a turn from, and the saving it expected. Old rows: nothing changed."""
+    columns = ["cache_displaced TEXT", f"cache_saved_micros {integer} NOT NULL DEFAULT 0"]
+    return tuple(f"ALTER TABLE {TABLE} ADD COLUMN {column}" for column in columns)
+
+
 SCRUBBED = ("error", "decision")
 """The columns that hold upstream texts (the error, the attempt messages in the decision JSON)."""
 
@@ -138,7 +145,15 @@ class Dialect:
         )
 
 
-SQLITE = Dialect("sqlite", (_SQLITE_SCHEMA_1, added_columns("INTEGER"), scrubbed_sqlite()))
+SQLITE = Dialect(
+    "sqlite",
+    (
+        _SQLITE_SCHEMA_1,
+        added_columns("INTEGER"),
+        scrubbed_sqlite(),
+        cache_choice_columns("INTEGER"),
+    ),
+)
 
 
 def params(row: Row) -> tuple[Any, ...]:
