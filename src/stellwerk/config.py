@@ -80,6 +80,7 @@ class _Model(_Struct):
     api: Literal["chat", "responses"] | None = None
     parameters: str | None = None
     cache_min_tokens: int = 1024
+    cache_retention: Literal["24h"] | None = None
 
 
 class _Provider(_Struct):
@@ -572,6 +573,7 @@ def _model(model_id: str, raw: _Model, providers: Mapping[str, ProviderSpec]) ->
         cache_write_price=_micros(price.cache_write, price.input * write),
         cache_write_1h_price=_micros(price.cache_write_1h, price.input * hour),
         cache_min_tokens=raw.cache_min_tokens,
+        cache_retention=raw.cache_retention,
     )
 
 
@@ -587,6 +589,7 @@ def _completed(model_id: str, raw: _Model, provider: ProviderSpec, name: str) ->
         "aliases": tuple(a.lower() for a in raw.aliases),
         "parameters": raw.parameters,
         "cache_min_tokens": raw.cache_min_tokens,
+        "cache_retention": raw.cache_retention,
         "source": "catalog",
     }
     if raw.tier is not None:

@@ -131,6 +131,7 @@ class ModelSpec:
     cache_write_price: int = -1  # a write with the default TTL (Anthropic: 5 min, 1.25x)
     cache_write_1h_price: int = -1  # a write with a 1 h TTL (Anthropic: 2x)
     cache_min_tokens: int = 1024
+    cache_retention: str | None = None  # OpenAI's extended retention ("24h") to ask for
     # False: no price is known (a pass-through model the price database lacks); its cost is
     # recorded as 0 and reported as unknown, never as a real $0.
     priced: bool = True

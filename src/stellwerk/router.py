@@ -665,7 +665,9 @@ async def _remember_warmth(
     if not decision.session or target is None or target not in policy.models:
         return
     kind = policy.provider_of(target).type
-    learned = warmth.learned(decision.warm, target, kind, decision.usage, now, decision.estimate)
+    retention = policy.models[target].cache_retention
+    usage, estimate = decision.usage, decision.estimate
+    learned = warmth.learned(decision.warm, target, kind, usage, now, estimate, retention)
     known = learned if learned is not None else decision.warm
     warm = warmth.seen(known, now, first=not decision.continuation)
     ttl = max((e[1] for e in warm.values()), default=now + 1) - now

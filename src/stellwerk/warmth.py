@@ -39,6 +39,7 @@ from .types import ChatRequest, TaskClass, Tier, Usage
 KEY = "warm:"
 EXPECTED_OUTPUT = 400  # tokens: the answer a choice is priced with (its size is not known yet)
 OPENAI_TTL = 300.0  # OpenAI keeps a prefix for 5-10 minutes of inactivity: the shorter end
+EXTENDED_TTL = 21600.0  # with extended retention ("up to 24 hours"): counted on for a quarter of it
 OPENAI_MIN = 1024  # and caches prompts from this many tokens on
 _RANK = {Tier.LOCAL: 0, Tier.BUDGET: 1, Tier.MID: 2, Tier.PREMIUM: 3}
 _CACHING = {"anthropic": "marks", "openai": "auto", "openai-codex": "auto"}
@@ -107,7 +108,13 @@ def encode(warm: Warm) -> str:
 
 
 def learned(
-    warm: Warm, target: str, kind: str, usage: Usage, now: float, estimate: int
+    warm: Warm,
+    target: str,
+    kind: str,
+    usage: Usage,
+    now: float,
+    estimate: int,
+    retention: str | None = None,
 ) -> Warm | None:
     """The map after `target` answered with `usage` a prompt Stellwerk estimated at `estimate`
     tokens; None when the answer taught nothing (an estimate, or a provider whose cache Stellwerk
@@ -119,7 +126,7 @@ def learned(
     known = warm.get(target)
     if caching == "auto":
         tokens = usage.input_tokens if usage.input_tokens >= OPENAI_MIN else 0
-        ttl = OPENAI_TTL
+        ttl = EXTENDED_TTL if retention == "24h" else OPENAI_TTL
     else:
         tokens = usage.cache_read_tokens + usage.cache_write_tokens
         if usage.cache_write_1h_tokens:

@@ -36,10 +36,10 @@ async def results(day) -> dict[str, Replayed]:
 
 async def test_cache_aware_routing_costs_less_than_the_static_class_policy(results):
     sonnet, static, aware = results["sonnet"], results["static"], results["aware"]
-    assert aware.cost_micros < static.cost_micros * 0.9  # 21.4 % against 26.3 % measured
-    assert aware.cost_micros < sonnet.cost_micros * 0.25
+    assert aware.cost_micros < static.cost_micros * 0.5  # 5.8 % against 21.6 % measured
+    assert aware.cost_micros < sonnet.cost_micros * 0.20  # the goal for the day
     assert aware.by_task["heartbeat"] < sonnet.by_task["heartbeat"] * 0.05
-    for task in ("code", "reasoning"):  # turns that found Sonnet warm instead of a cold primary
+    for task in ("complex", "code", "reasoning"):  # turns that found a warm model
         assert aware.by_task[task] < static.by_task[task]
 
 

@@ -185,3 +185,13 @@ async def test_tool_calls_reach_openai_in_the_same_bytes_from_either_client_form
     assert (await agent.client.post("/v1/messages", json=anthropic_body)).status == 200
     sent = upstream(agent, "openai")["messages"][1]["tool_calls"][0]["function"]["arguments"]
     assert sent == '{"path":".","n":2}'
+
+
+async def test_models_with_extended_retention_are_asked_for_it(agent):
+    (request,) = capture("agent_turn")
+    await send(agent, request, model="auto:code")
+    assert upstream(agent, "openai-codex")["prompt_cache_retention"] == "24h"
+    await send(agent, request)  # gpt-4o-mini offers no extended retention
+    assert "prompt_cache_retention" not in upstream(agent, "openai")
+    model = agent.router.policy.models["openai-codex/gpt-5.3-codex"]
+    assert model.cache_retention == "24h"

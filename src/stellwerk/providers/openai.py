@@ -116,7 +116,8 @@ class OpenAIProvider:
             payload = openai_responses.to_payload(
                 request, model, stream=stream, reasoning=reasoning
             )
-            return self.spec.base_url + self.path_responses, self._cache_key(payload, request)
+            url = self.spec.base_url + self.path_responses
+            return url, self._cache_key(payload, request, model)
         payload = openai_chat.to_payload(
             request,
             model,
@@ -125,13 +126,19 @@ class OpenAIProvider:
             reasoning=reasoning,
             extra=self.chat_extra(),
         )
-        return self.spec.base_url + self.path_chat, self._cache_key(payload, request)
+        return self.spec.base_url + self.path_chat, self._cache_key(payload, request, model)
 
-    def _cache_key(self, payload: dict[str, Any], request: ChatRequest) -> dict[str, Any]:
+    def _cache_key(
+        self, payload: dict[str, Any], request: ChatRequest, model: ModelSpec
+    ) -> dict[str, Any]:
         """OpenAI caches prompt prefixes by itself; the client's `prompt_cache_key` (which
-        requests share a prefix) helps it route them to the same cache."""
+        requests share a prefix) helps it route them to the same cache, and a model that offers
+        extended retention (`cache_retention: 24h` in the catalog: the same price, up to a day
+        instead of minutes) is asked for it."""
         if request.cache_key and self.cache_key_field:
             payload[self.cache_key_field] = request.cache_key
+        if model.cache_retention and self.cache_key_field:
+            payload.setdefault("prompt_cache_retention", model.cache_retention)
         return payload
 
     def _parse(self, data: Any, model: ModelSpec, request: ChatRequest) -> ChatResponse:

@@ -287,6 +287,7 @@ class AutoCache:
         seed = f"{data.get('model')}|{data.get('prompt_cache_key') or ''}"
         digest = hashlib.sha256(seed.encode())
         now, size, hit = self.clock(), 0, 0
+        ttl = 86400.0 if data.get("prompt_cache_retention") == "24h" else self.ttl
         for part in parts:
             if part is None:
                 continue
@@ -297,7 +298,7 @@ class AutoCache:
             if self.entries.get(key, 0.0) > now:
                 hit = size
             if size >= self.min_tokens:
-                self.entries[key] = now + self.ttl
+                self.entries[key] = now + ttl
         if hit < self.min_tokens or prompt < self.min_tokens:
             return 0
         return min(self.min_tokens + (hit - self.min_tokens) // self.step * self.step, prompt)
