@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
@@ -235,28 +235,12 @@ class Router:
             if kept is not None:
                 routed, why = _kept_turn(routed, kept)
                 reason = f"{reason}; {why}"
-        session, warm, cache = "", {}, None
-        if self.policy.routing.cache_aware and routed.route.context is ContextPolicy.FULL:
-            session = warmth.session_id(request)
-            stored = await _turn_target(self.store, warmth.KEY + session, snapshot.now)
-            warm = warmth.decode(stored, snapshot.now)
-        first = not found.reading.continuation and found.source not in ("model", "directive")
-        if session and first:
-            planned = routed.route
-            if planned.mode is RoutingMode.SHADOW:  # what auto routing would do, and the cache
-                planned = _auto_plan(found, self.policy, snapshot, request)
-            cache = _cache_choice(planned, found, request, warm, self.policy)
-        if cache is not None:
-            if cache.changed and routed.route.mode is RoutingMode.AUTO:
-                route_ = warmth.reorder(routed.route, cache.chosen, cache.explain())
-                routed = replace(routed, route=route_)
-                reason = f"{reason}; {cache.explain()}"
-            elif cache.changed:
-                reason = f"{reason}; cache-aware would take {cache.chosen}, not {cache.planned}"
-            else:
-                reason = f"{reason}; {cache.explain()}"
+        warm = await self._warm(found, routed, request, snapshot)
+        if warm.cache is not None:
+            routed, why = _cache_routed(routed, warm.cache)
+            reason = f"{reason}; {why}"
         route = routed.route
-        ttl = _cache_ttl(route, self.policy, warm)
+        ttl = _cache_ttl(route, self.policy, warm.caches)
         # what the adapter needs to place prompt-cache breakpoints: the TTL, where the
         # conversation's own part ends, and whether the turn is reused at all (minimal context:
         # a heartbeat's next turn has a new time in it, only the prefix is)
@@ -274,10 +258,10 @@ class Router:
             client=request.metadata.get("client") or "library",
             turn=turn,
             continuation=found.reading.continuation,
-            session=session,
-            estimate=estimate_prompt(request) if session else 0,
-            warm=warm,
-            cache=cache,
+            session=warm.session,
+            estimate=warm.estimate,
+            warm=warm.caches,
+            cache=warm.cache,
         )
         if self.policy.ledger.store_content:
             decision.prompt = found.reading.text or request.last_user_text()
@@ -293,6 +277,32 @@ class Router:
             await self._finish(decision)
             raise error
         return decision, request
+
+    async def _warm(
+        self,
+        found: Classification,
+        routed: emergency.Routed,
+        request: ChatRequest,
+        snapshot: Snapshot,
+    ) -> _Warmth:
+        """What the session's prompt caches hold, and for a turn's first request the choice they
+        make (`warmth.py`); nothing under minimal context or with `routing.cache_aware` off."""
+        if not self.policy.routing.cache_aware or routed.route.context is not ContextPolicy.FULL:
+            return _Warmth()
+        session = warmth.session_id(request)
+        stored = await _turn_target(self.store, warmth.KEY + session, snapshot.now)
+        caches = warmth.decode(stored, snapshot.now)
+        estimate = estimate_prompt(request)
+        if found.reading.continuation or found.source in ("model", "directive") or not caches:
+            return _Warmth(session, caches, estimate)
+        planned = routed.route
+        if planned.mode is RoutingMode.SHADOW:  # what auto routing would do, and the cache
+            planned = _auto_plan(found, self.policy, snapshot, request)
+        at = found.reading.at
+        new = sum(estimate_message(m) for m in request.messages[at:]) if at is not None else 0
+        marks = "5m" if request.cache_marked else self.policy.tasks[planned.task].cache_ttl
+        choice = warmth.choose(planned, planned.task, self.policy, caches, estimate, new, marks)
+        return _Warmth(session, caches, estimate, choice)
 
     async def _route(
         self, found: Classification, snapshot: Snapshot, request: ChatRequest
@@ -355,11 +365,7 @@ class Router:
         decision.upstream_model = result.upstream_model
         decision.usage = usage
         reported = result.cost_micros
-        decision.cost_micros = (
-            reported
-            if reported is not None
-            else target.model.cost_of(usage)
-        )
+        decision.cost_micros = reported if reported is not None else target.model.cost_of(usage)
         if decision.route.chain and target.id != decision.route.chain[0]:
             decision.notices.append(decision.summary)
 
@@ -641,20 +647,25 @@ def _auto_plan(
     return plan_route(found, auto, snapshot, demand_of(request))
 
 
-def _cache_choice(
-    route: RoutePlan,
-    found: Classification,
-    request: ChatRequest,
-    warm: warmth.Warm,
-    policy: Policy,
-) -> warmth.Choice | None:
-    """The cache-aware choice for a turn's first request (`warmth.choose`)."""
-    if not warm:
-        return None
-    at = found.reading.at
-    new = sum(estimate_message(m) for m in request.messages[at:]) if at is not None else 0
-    marks = "5m" if request.cache_marked else policy.tasks[route.task].cache_ttl
-    return warmth.choose(route, route.task, policy, warm, estimate_prompt(request), new, marks)
+@dataclass(frozen=True, slots=True)
+class _Warmth:
+    """What a request's session holds warm, Stellwerk's estimate of the prompt, and the choice."""
+
+    session: str = ""
+    caches: warmth.Warm = field(default_factory=dict)
+    estimate: int = 0
+    cache: warmth.Choice | None = None
+
+
+def _cache_routed(routed: emergency.Routed, choice: warmth.Choice) -> tuple[emergency.Routed, str]:
+    """The route after the cache's choice, and what the reason says: the chosen target first
+    in auto mode; in shadow mode only what it would have done."""
+    if not choice.changed:
+        return routed, choice.explain()
+    if routed.route.mode is not RoutingMode.AUTO:
+        return routed, f"cache-aware would take {choice.chosen}, not {choice.planned}"
+    route = warmth.reorder(routed.route, choice.chosen, choice.explain())
+    return replace(routed, route=route), choice.explain()
 
 
 async def _remember_warmth(
