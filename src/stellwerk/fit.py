@@ -17,7 +17,8 @@ each target before the attempt and says what it changed, in one notice per chang
   (Anthropic and others insist that a conversation starts with the user).
 - Tools the model cannot call are dropped when the request can be answered without them (earlier
   tool calls and results are kept as text); a request that requires a tool call cannot be, and
-  the target is skipped. Images go to text placeholders for models without vision.
+  the target is skipped. Images are never turned into text: the planner leaves a model without
+  vision out of a request that holds one (`_images` remains as a guard for callers of `adapt`).
 
 Everything here is pure and estimates with `stellwerk.tokens`, which errs high.
 """

@@ -186,7 +186,9 @@ def _admit(
     if (reason := _too_small(model, demand, context)) is not None:
         return reason, None
     missing = demand.needs - model.capabilities
-    if missing and context is not ContextPolicy.FIT:
+    if context is ContextPolicy.FIT:  # fitting turns tools into text, never an image into one
+        missing &= {"vision"}
+    if missing:
         return f"lacks {', '.join(sorted(missing))}", None
     usable, reason = _credentials(model, provider, snapshot, tz)
     if reason:

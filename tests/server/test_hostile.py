@@ -316,3 +316,18 @@ async def test_a_huge_session_header_is_stored_as_a_digest(gw):
 async def test_what_the_provider_rejects_spends_no_attempt(gw, path, fields):
     await assert_error(await post(gw, path, _body(path, **fields)), path)
     assert gw.world.requests() == 0
+
+
+async def test_an_image_in_emergency_mode_is_400_not_a_placeholder(make_gateway):
+    """Only local, text-only models are allowed in emergency mode: fitting may turn tools into
+    text, but an image it could only replace with a placeholder the model would answer about."""
+    gw = await make_gateway({})
+    assert (await gw.client.post("/api/emergency", json={"on": True})).status == 200
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": IMAGE}},
+    ]
+    body = _body(OPENAI, model="auto", messages=[{"role": "user", "content": content}])
+    error = await assert_error(await post(gw, OPENAI, body), OPENAI)
+    assert error["code"] == "capability_unavailable"
+    assert gw.world.requests() == 0
