@@ -1,4 +1,4 @@
-"""Installs reproduce: the README's commands and CI install from `requirements.lock`.
+"""Installs reproduce: the README's commands and CI install from `requirements.txt`.
 
 The README's test command broke on a fresh machine once because a dependency's newest release
 (allowed by a lower bound) changed a message; these tests keep the lock in force and complete.
@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCK = ROOT / "requirements.lock"
+LOCK = ROOT / "requirements.txt"
 
 
 def _readme_commands() -> list[str]:
@@ -32,7 +32,7 @@ def test_the_readme_has_two_commands_and_both_install_from_the_lock():
     demo, suite = _readme_commands()
     assert "stellwerk demo" in demo and "pytest" in suite
     for command in (demo, suite):
-        assert "-c requirements.lock" in command
+        assert "-c requirements.txt" in command
 
 
 def test_ci_runs_the_readme_test_command_word_for_word():
