@@ -8,7 +8,7 @@ with tables. The router then attempts the targets in order; the planner never ca
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -252,3 +252,14 @@ def demand_of(request: ChatRequest) -> Demand:
     if any(isinstance(p, ImagePart) for m in request.messages for p in m.content):
         needs.add("vision")
     return Demand(estimate_prompt(request), request.max_tokens or 0, frozenset(needs))
+
+
+def starting_at(route: RoutePlan, target: str, why: str) -> RoutePlan:
+    """The route with `target` (one of its targets) first and the rest of the chain after it as
+    fallback; `why` is added to the route's reason (turn affinity, a warm prompt cache)."""
+    first = next(t for t in route.targets if t.id == target)
+    chain = (target, *(m for m in route.chain if m != target))
+    targets = (first, *(t for t in route.targets if t.id != target))
+    reason = f"{route.why}; {why}" if route.why else why
+    return replace(route, chain=chain, targets=targets, why=reason)
+

@@ -37,7 +37,7 @@ from .errors import (
 from .failures import ACTIONS, FailureClass
 from .fit import Fitting, minimal_context
 from .ledger import Ledger, open_ledger
-from .plan import RoutePlan, Skip, Target, demand_of, plan_route
+from .plan import RoutePlan, Skip, Target, demand_of, plan_route, starting_at
 from .policy import ContextPolicy, Credential, Policy, RoutingMode
 from .probe import ProbeTarget, due_probes
 from .providers import registry
@@ -664,7 +664,7 @@ def _cache_routed(routed: emergency.Routed, choice: warmth.Choice) -> tuple[emer
         return routed, choice.explain()
     if routed.route.mode is not RoutingMode.AUTO:
         return routed, f"cache-aware would take {choice.chosen}, not {choice.planned}"
-    route = warmth.reorder(routed.route, choice.chosen, choice.explain())
+    route = starting_at(routed.route, choice.chosen, choice.explain())
     return replace(routed, route=route), choice.explain()
 
 
@@ -693,16 +693,11 @@ def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, s
     what the decision's reason says. A target the plan left out (cooling down, too small now,
     not in this chain, e.g. in emergency mode) leaves the route as planned."""
     route = routed.route
-    first = next((t for t in route.targets if t.id == kept), None)
-    if first is None:
+    if all(t.id != kept for t in route.targets):
         skip = next((s.reason for s in route.skipped if s.target == kept), "not in the chain")
         return routed, f"turn affinity: {kept} left out ({skip})"
-    chain = (kept, *(m for m in route.chain if m != kept))
-    targets = (first, *(t for t in route.targets if t.id != kept))
-    why = f"{route.why}; turn affinity: {kept}" if route.why else f"turn affinity: {kept}"
-    return replace(routed, route=replace(route, chain=chain, targets=targets, why=why)), (
-        f"turn affinity: {kept}"
-    )
+    why = f"turn affinity: {kept}"
+    return replace(routed, route=starting_at(route, kept, why)), why
 
 
 async def _remember_turn(store: StateStore, decision: Decision, now: float) -> None:

@@ -69,6 +69,8 @@ def decode(text: str | None, now: float) -> Warm:
         raw = json.loads(text)
     except ValueError:
         return {}
+    if not isinstance(raw, dict):  # a damaged value: nothing is known warm
+        return {}
     return {
         target: (int(entry[0]), float(entry[1]), float(entry[2]))
         for target, entry in raw.items()
@@ -228,13 +230,3 @@ def choose(
         return None
     return Choice(best.id, planned.id, best_cost, planned_cost, best_warm, warm[best.id][1])
 
-
-def reorder(route: RoutePlan, target: str, why: str) -> RoutePlan:
-    """The route with `target` first and the rest of the chain after it as fallback."""
-    from dataclasses import replace
-
-    first = next(t for t in route.targets if t.id == target)
-    chain = (target, *(m for m in route.chain if m != target))
-    targets = (first, *(t for t in route.targets if t.id != target))
-    reason = f"{route.why}; {why}" if route.why else why
-    return replace(route, chain=chain, targets=targets, why=reason)

@@ -102,6 +102,6 @@ def test_the_session_is_its_system_prompt_tools_and_session_id():
     ) == warmth.session_id(base)
 
 
-@pytest.mark.parametrize("text", ["", "not json", '{"x": [1]}'])
+@pytest.mark.parametrize("text", ["", "not json", '{"x": [1]}', "[1]", "7"])
 def test_a_damaged_map_reads_as_nothing_warm(text):
     assert warmth.decode(text, NOW) == {}
