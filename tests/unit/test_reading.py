@@ -206,3 +206,19 @@ def test_route_jsonl_reads_whole_anthropic_bodies(policy):
         json.dumps({"prompt": "/model nope\nHi"})
     )
     assert "unknown model" in error["error"] and "aliases:" in error["error"]
+
+
+def test_a_sentinel_in_lower_case_is_named_as_the_contract_writes_it(policy):
+    found = classify(ChatRequest.of("Check the build; if all is fine reply heartbeat_ok"), policy)
+    assert (
+        found.task is TaskClass.HEARTBEAT
+        and found.reason == "heartbeat prompt (reply HEARTBEAT_OK)"
+    )
+
+
+def test_taking_a_directive_out_keeps_the_clients_cache_marker(policy):
+    marked = TextPart("/model haiku\nWhat is the capital of Peru?", {"type": "ephemeral"})
+    request = ChatRequest(messages=(Message("user", (marked,)),))
+    sent = without_directive(request, classify(request, policy))
+    (part,) = sent.messages[0].content
+    assert part == TextPart("What is the capital of Peru?", {"type": "ephemeral"})

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import UnknownModelError
 from ..policy import ClassifierRule, Policy
-from ..types import TEXT_CLASSES, ChatRequest, Part, TaskClass, TextPart
+from ..types import TEXT_CLASSES, ChatRequest, TaskClass, TextPart
 from .heartbeat import CERTAIN, heartbeat_evidence
 from .model import POSITION, features, model_logits, preload
 from .reading import Reading, read_request
@@ -212,22 +212,18 @@ def without_directive(request: ChatRequest, found: Classification) -> ChatReques
     written, at = found.directive, found.reading.at
     if not written:
         return request
-    turn = request.messages[at] if at is not None else None
-    where = None
-    if turn is not None:
-        texts = enumerate(turn.content)
-        where = next((i for i, p in texts if isinstance(p, TextPart) and written in p.text), None)
-    if turn is not None and at is not None and where is not None:
-        parts: list[Part] = list(turn.content)
-        part = parts[where]
-        assert isinstance(part, TextPart)
-        parts[where] = TextPart(_cut(part.text, written))
-        messages = list(request.messages)
-        messages[at] = replace(turn, content=tuple(parts))
-        return replace(request, messages=tuple(messages))
+    if at is not None:
+        turn = request.messages[at]
+        for i, part in enumerate(turn.content):
+            if isinstance(part, TextPart) and written in part.text:
+                cut = replace(part, text=_cut(part.text, written))  # its cache marker stays
+                content = (*turn.content[:i], cut, *turn.content[i + 1 :])
+                messages = request.messages
+                turned = replace(turn, content=content)
+                return replace(request, messages=(*messages[:at], turned, *messages[at + 1 :]))
     if request.system and written in request.system:
         blocks = tuple(
-            TextPart(_cut(b.text, written), b.cache) if written in b.text else b
+            replace(b, text=_cut(b.text, written)) if written in b.text else b
             for b in request.system_blocks
         )
         return replace(request, system=_cut(request.system, written), system_blocks=blocks)

@@ -54,7 +54,7 @@ def heartbeat_evidence(text: str) -> tuple[float, list[str]]:
         return 0.0, []
     found = [(name, weight, m) for name, weight, rx in _RULES if (m := rx.search(text))]
     names = [
-        name.format(_WHICH.search(m.group(0)).group(0)) if "{}" in name else name  # type: ignore[union-attr]
+        _named(name, m.group(0))
         for name, _, m in found
         if name != "{}" or len(found) == 1  # a bare sentinel is named when it alone fired
     ]
@@ -62,3 +62,12 @@ def heartbeat_evidence(text: str) -> tuple[float, list[str]]:
 
 
 _WHICH = re.compile(_SENTINEL)
+
+
+def _named(name: str, matched: str) -> str:
+    """A rule's name, with the sentinel it matched in it (as the contract writes it: the rule
+    for the reply instruction matches in any case)."""
+    if "{}" not in name:
+        return name
+    sentinel = _WHICH.search(matched.upper())
+    return name.format(sentinel.group(0) if sentinel else matched)
