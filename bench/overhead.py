@@ -21,10 +21,14 @@ in rounds, each phase on every path in turn, so a burst of load from elsewhere o
 hits all paths alike instead of one. Phases: latency at concurrency 1 and 32, throughput at 64 with
 the process's CPU time per request and peak RSS, streams (time to the first byte, total, and the
 spread between the first and last read, which shows chunks are relayed as they arrive), and the
-Anthropic protocol where a path speaks it. Each phase is bounded by a request count and a
-duration. After the rounds: RSS growth over a longer run per gateway, and `stellwerk route` as a
-cold command. The table gives ratios to the direct path, to the bare proxy and to the peer; the
-JSON goes to bench/results/latest.json.
+Anthropic protocol where a path speaks it. Then what agents send (`captures.py`: real OpenClaw
+requests of ~60 KB, read from `../shared/clients/openclaw/captures/` at run time and skipped with
+a note when that directory is missing): the agent turn plain and streamed, in the OpenAI and the
+Anthropic format, a tool-loop continuation and a heartbeat, each at concurrency 1 with the path's
+model (`auto` on `stellwerk+routing`, a named model on `stellwerk`, the peer's own on the peer).
+Each phase is bounded by a request count and a duration. After the rounds: RSS growth over a
+longer run per gateway, and `stellwerk route` as a cold command. The table gives ratios to the
+direct path, to the bare proxy and to the peer; the JSON goes to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import captures
 import gateways
 import load
 import peer
@@ -85,7 +90,8 @@ class Phase:
 
 def phases(profile: Profile) -> list[Phase]:
     half = (profile.c1[0] // 2, profile.c1[1] / 2)
-    return [
+    streams = (profile.streams[0] // 2, profile.streams[1] / 2)
+    found = [
         Phase("c1", "openai", 1, profile.c1),
         Phase("c32", "openai", 32, profile.c32),
         Phase("c64", "openai", 64, profile.c64),
@@ -93,6 +99,16 @@ def phases(profile: Profile) -> list[Phase]:
         Phase("anthropic_c1", "anthropic", 1, half),
         Phase("anthropic_stream", "anthropic_stream", 1, profile.streams),
     ]
+    if captures.available() is None:  # what agents send (`captures.py`); skipped without them
+        found += [
+            Phase("agent_c1", "agent", 1, profile.c1),
+            Phase("agent_stream", "agent_stream", 1, streams),
+            Phase("agent_anthropic_c1", "agent_anthropic", 1, half),
+            Phase("agent_anthropic_stream", "agent_anthropic_stream", 1, streams),
+            Phase("toolloop_c1", "toolloop", 1, half),
+            Phase("heartbeat_c1", "heartbeat", 1, half),
+        ]
+    return found
 
 
 @dataclass
@@ -129,6 +145,23 @@ def endpoints(system: System) -> dict[str, load.Endpoint]:
             anthropic = {**headers, "x-api-key": system.key, "anthropic-version": "2023-06-01"}
             url = f"{system.base}/v1/messages"
             found[f"anthropic{suffix}"] = load.Endpoint(url, json.dumps(body).encode(), anthropic)
+    if captures.available() is None:
+        found |= agent_endpoints(system)
+    return found
+
+
+def agent_endpoints(system: System) -> dict[str, load.Endpoint]:
+    """The captured agent requests (`captures.KINDS`), with this path's model in them; the
+    Anthropic ones only where the path speaks Anthropic."""
+    found = {}
+    for kind in captures.KINDS:
+        model = system.anthropic_model if kind.anthropic else system.openai_model
+        if kind.capture is None or model is None:
+            continue
+        body = captures.encode(captures.body(kind, model))
+        path = captures.ANTHROPIC if kind.anthropic else captures.OPENAI
+        headers = captures.headers(system.key, kind.anthropic)
+        found[kind.name] = load.Endpoint(system.base + path, body, headers)
     return found
 
 
@@ -143,13 +176,15 @@ async def prepare(system: System, profile: Profile) -> dict[str, load.Endpoint]:
         system.out["idle_rss_mib"] = system.process.idle_rss_mib
     for name in [n for n in eps if not n.endswith("_stream")]:
         plain = await load.run(eps[name], 3, 1)
-        streamed = await load.streams(eps[f"{name}_stream"], 1)
+        stream = eps.get(f"{name}_stream")
+        streamed = await load.streams(stream, 1) if stream else load.StreamSamples()
         if plain.errors or streamed.errors:
             problem = plain.first_error or streamed.first_error
             system.out.setdefault("unsupported", {})[name] = problem
             if name == "openai":
                 raise RuntimeError(f"{system.name}: the OpenAI path does not work: {problem}")
-            del eps[name], eps[f"{name}_stream"]
+            eps.pop(name)
+            eps.pop(f"{name}_stream", None)
     await load.run(eps["openai"], profile.warmup, 8)
     return eps
 
@@ -297,6 +332,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="stellwerk-bench-"))
     _compile(gateways.SOURCE[0])
     result: dict[str, Any] = {"settings": _settings(args, profile), "systems": {}}
+    if (skipped := captures.available()) is not None:
+        result["agent_phases_skipped"] = skipped
+        say(skipped)
     try:
         fake = await start_upstream(workdir, args.chunk_delay_ms)
         systems = await start_all(args, fake, workdir, result)

@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 WORDS = ("Signal", " boxes", " set", " every", " train's", " route", " and", " keep", " them", ".")
 USAGE_IN, USAGE_OUT = 12, 8
@@ -190,8 +190,7 @@ class _Connection(asyncio.Protocol):
         self.busy: asyncio.Task[None] | None = None  # a stream being written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.busy is not None:

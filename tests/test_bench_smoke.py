@@ -19,6 +19,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("direct", "stellwerk", "stellwerk+routing")
 PHASES = ("c1", "c32", "c64", "stream", "anthropic_c1", "anthropic_stream")
+AGENT_PHASES = (
+    "agent_c1",
+    "agent_stream",
+    "agent_anthropic_c1",
+    "agent_anthropic_stream",
+    "toolloop_c1",
+    "heartbeat_c1",
+)
+CAPTURES = ROOT.parent / "shared" / "clients" / "openclaw" / "captures"  # internal: read there
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="the benchmark reads /proc (Linux)"
@@ -68,3 +77,21 @@ def test_routing_work_and_cold_route_are_recorded(report: dict) -> None:
     assert "budgets" in report["settings"]["routing_work"]["on"]
     assert report["route_cold_s"]["runs"] >= 1
     assert report["route_cold_s"]["median"] > 0
+
+
+@pytest.mark.skipif(
+    not (CAPTURES / "agent_turn.json").is_file(), reason="no OpenClaw captures next to the repo"
+)
+def test_every_path_answers_the_captured_agent_requests(report: dict) -> None:
+    """Plain and streamed, OpenAI and Anthropic format, a tool-loop continuation, a heartbeat;
+    `auto` on the routed gateway and a named model on the plain one."""
+    assert "agent_phases_skipped" not in report
+    for name in SYSTEMS:
+        system = report["systems"][name]
+        for phase in AGENT_PHASES:
+            assert system[phase]["requests"] > 0, (name, phase)
+            assert system[phase]["errors"] == 0, (name, phase, system[phase])
+    added = report["derived"]["added"]["stellwerk+routing"]
+    assert added["agent_c1_p50_ms"] is not None
+    checks = report["derived"]["targets"]["stellwerk+routing"]
+    assert {"added_agent_c1_p50_ms", "cpu_per_request_vs_floor"} <= set(checks)

@@ -68,6 +68,7 @@ class Decision:
     answer: str | None = None  # the answer text, kept only with `ledger.store_content`
     turn: str = ""  # the agent turn this request belongs to (`affinity.turn_id`); "": none
     continuation: bool = False  # it continues its turn after tool calls (not its first request)
+    calls_tools: bool = False  # the answer calls tools: the turn goes on (a continuation follows)
     # cache-aware routing (`warmth.py`): the session whose warm caches were read, what they held,
     # and the choice they made (None: nothing was warm)
     session: str = ""

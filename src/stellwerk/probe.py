@@ -28,14 +28,21 @@ class ProbeTarget:
     credential: Credential | None
 
 
-def due_probes(snapshot: Snapshot, policy: Policy) -> list[ProbeTarget]:
-    """The cooled keys whose probe is due now, each with the model and credential to try."""
+def due_probes(snapshot: Snapshot, policy: Policy, *, now: bool = False) -> list[ProbeTarget]:
+    """The cooled keys whose probe is due now, each with the model and credential to try.
+
+    `now` (the dashboard's "probe now"): every cooled key a probe can test, due or not, billing
+    included (one token, asked for by hand)."""
     every = policy.cooldowns.probe_every
-    if every <= 0:
+    if every <= 0 and not now:
         return []
     found = []
     for cooldown in snapshot.cooldowns.values():
-        if _probeable(cooldown, policy) and snapshot.now - cooldown.since >= every:
+        if now:
+            wanted = cooldown.reason not in NEVER
+        else:
+            wanted = _probeable(cooldown, policy) and snapshot.now - cooldown.since >= every
+        if wanted:
             target = _target(cooldown.key, policy)
             if target is not None and cooldown.active(snapshot.now):
                 found.append(target)

@@ -57,6 +57,7 @@ from .types import (
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
+    ToolCallStart,
     Usage,
     is_content,
 )
@@ -145,6 +146,7 @@ class Router:
                         Attempt(target.id, _cred_id(credential), None, 200, _ms(t0))
                     )
                     self._answered(decision, target, response.usage, response)
+                    decision.calls_tools = bool(response.tool_calls)
                     decision.notices.extend(fitting.notices(target.model))
                     await hold.settle(decision.usage, decision.cost_micros)
                     self._keep_answer(decision, response)
@@ -184,6 +186,7 @@ class Router:
                                         )
                                     )
                                     self._answered(decision, target, chunk.usage, chunk)
+                                    decision.calls_tools = out.calls_tools
                                     decision.notices.extend(fitting.notices(target.model))
                                     await hold.settle(decision.usage, decision.cost_micros)
                                     self._keep_answer(decision, out)
@@ -289,10 +292,12 @@ class Router:
         make (`warmth.py`); nothing under minimal context or with `routing.cache_aware` off."""
         if not self.policy.routing.cache_aware or routed.route.context is not ContextPolicy.FULL:
             return _Warmth()
+        estimate = estimate_prompt(request)
+        if estimate < warmth.CACHEABLE:  # no provider caches it: no read, and no write after
+            return _Warmth(estimate=estimate)
         session = warmth.session_id(request)
         stored = await _turn_target(self.store, warmth.KEY + session, snapshot.now)
         caches = warmth.decode(stored, snapshot.now)
-        estimate = estimate_prompt(request)
         if found.reading.continuation or found.source in ("model", "directive") or not caches:
             return _Warmth(session, caches, estimate)
         planned = routed.route
@@ -395,8 +400,11 @@ class Router:
             await emergency.answered(self.store, self.policy, decision, self.clock(), self.tz)
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
-        await _remember_turn(self.store, decision, self.clock())
-        await _remember_warmth(self.store, self.policy, decision, self.clock())
+        now = self.clock()  # the two hints at once: a store that groups writes commits them once
+        await asyncio.gather(
+            _remember_turn(self.store, decision, now),
+            _remember_warmth(self.store, self.policy, decision, now),
+        )
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
@@ -426,11 +434,12 @@ class Router:
 
     # -- state commands ------------------------------------------------------------------------
 
-    async def probe(self) -> list[tuple[str, str]]:
-        """Probe the cooled keys that are due (see `probe.py`) and, in automatic emergency mode,
-        the cloud once it is due (`emergency.retry_target`); `(key, outcome)` for each."""
+    async def probe(self, *, now: bool = False) -> list[tuple[str, str]]:
+        """Probe the cooled keys that are due (see `probe.py`; `now`: every cooled key that a
+        probe can test, due or not) and, in automatic emergency mode, the cloud once it is due
+        (`emergency.retry_target`); `(key, outcome)` for each."""
         snapshot = await self.store.snapshot(self.clock())
-        due = due_probes(snapshot, self.policy)
+        due = due_probes(snapshot, self.policy, now=now)
         if (retry := emergency.retry_target(self.policy, snapshot, self.tz)) is not None:
             credential = retry.credentials[0] if retry.credentials else None
             due.append(ProbeTarget(f"emergency:{retry.id}", retry.model, credential))
@@ -533,6 +542,7 @@ class _Output:
         self.started = False
         self.chars = 0
         self.parts: list[str] = []  # the answer text passed on (references, not copies)
+        self.calls_tools = False
 
     @property
     def text(self) -> str:
@@ -546,6 +556,8 @@ class _Output:
                 self.parts.append(chunk.text)
         elif isinstance(chunk, ToolCallDelta):
             self.chars += len(chunk.arguments)
+        elif isinstance(chunk, ToolCallStart):
+            self.calls_tools = True
 
 
 def _minimal(routed: emergency.Routed, task: TaskClass, policy: Policy) -> bool:
@@ -701,9 +713,11 @@ def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, s
 
 
 async def _remember_turn(store: StateStore, decision: Decision, now: float) -> None:
-    """Record which target answered the decision's turn (every answer starts the turn's TTL
-    again); the answer stands if the store fails, and the next request is planned afresh."""
-    if not decision.turn or decision.answered_by is None:
+    """Record which target answered the decision's turn (every answer that calls tools starts
+    the turn's TTL again); the answer stands if the store fails, and the next request is planned
+    afresh. An answer without tool calls ends its turn: no continuation will ask, so nothing is
+    written (most requests: a short prompt, a heartbeat, a tool loop's last step)."""
+    if not decision.turn or decision.answered_by is None or not decision.calls_tools:
         return
     try:
         await store.remember_turn(decision.turn, decision.answered_by, now, TURN_TTL)

@@ -157,6 +157,12 @@ class ChatRequest:
     cache_prefix_only: bool = False  # mark the tools and system only: the turn is not reused
     cache_tail: int = 0  # messages at the end the next request will not repeat (a client's
     # context message): the conversation's breakpoint goes on the message before them
+    # The prompt's token estimate, kept by `tokens.estimate_prompt` with the system prompt,
+    # messages and tools it counted: `replace()` carries it over, and it counts only while
+    # those are still the very same objects (a request that was cut or fitted is counted anew).
+    estimated: tuple[object, object, object, int] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def cache_marked(self) -> bool:

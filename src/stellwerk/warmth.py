@@ -41,6 +41,8 @@ EXPECTED_OUTPUT = 400  # tokens: the answer a choice is priced with (its size is
 OPENAI_TTL = 300.0  # OpenAI keeps a prefix for 5-10 minutes of inactivity: the shorter end
 EXTENDED_TTL = 21600.0  # with extended retention ("up to 24 hours"): counted on for a quarter of it
 OPENAI_MIN = 1024  # and caches prompts from this many tokens on
+CACHEABLE = 1024  # no provider caches a shorter prompt (Anthropic's minimum is 1,024 to 4,096):
+# below it (by Stellwerk's estimate, which errs high) the warm map is neither read nor written
 _RANK = {Tier.LOCAL: 0, Tier.BUDGET: 1, Tier.MID: 2, Tier.PREMIUM: 3}
 _CACHING = {"anthropic": "marks", "openai": "auto", "openai-codex": "auto"}
 

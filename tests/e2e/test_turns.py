@@ -293,6 +293,8 @@ async def test_openclaws_tool_loop_keeps_its_model_across_a_config_reload(world,
         for r in capture("agent_turn_toolcall")
     )
     router = make_router({})
+    for fake in ("openai", "anthropic"):  # as the captured agent's was: with a tool call
+        world.fakes[fake].push(Reply.tools(ToolCall("ls", {"path": "."}, id="call_ls")))
     answer = await router.complete(first)
     kept = answer.response.target
     other = MINI if kept != MINI else HAIKU
@@ -323,6 +325,18 @@ async def test_the_ledger_records_each_requests_turn_and_whether_it_continues_on
     assert rows[2].turn not in {None, rows[0].turn}
     stored = json.loads((await ledger.tail(1))[0].decision)
     assert stored["turn"] == rows[2].turn and stored["continuation"] is False
+
+
+async def test_only_an_answer_that_calls_tools_keeps_its_turn_in_the_state(world, make_router):
+    """No continuation follows an answer without tool calls (a chat, a heartbeat, the last step
+    of a tool loop): its turn is not written; one with tool calls is, for the loop's next step."""
+    store = MemoryStore()
+    router = make_router(store=store)
+    world.fakes["openai"].push(Reply.ok("hello"), tool_call(1))
+    said = await router.complete(human("Say hello"))
+    assert await store.turn_target(said.decision.turn, NOW + 1) is None
+    asked = await router.complete(human("Refactor the parser in src/parse.py"))
+    assert await store.turn_target(asked.decision.turn, NOW + 1) == MINI
 
 
 async def test_the_turn_table_survives_a_restart_in_the_sqlite_state(world, make_router, tmp_path):

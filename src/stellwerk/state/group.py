@@ -1,0 +1,159 @@
+"""Group commit: the writes made in one turn of the event loop, committed in one transaction.
+
+A routed request writes the state file two to four times (a budget reservation, its settlement,
+the turn and the warm caches it answered), and at 32 requests in flight dozens of writes wait for
+the same lock. Each transaction's fixed cost (taking the write lock, appending and syncing the
+WAL frames of the pages it changed) is most of a small write's cost, so the writes made while the
+loop runs are queued and committed together as soon as it is free again (`loop.call_soon`),
+each in its own savepoint: a write that fails is rolled back alone and raises for its caller
+alone; the others commit.
+
+Nothing is acknowledged before it is committed: `write()` returns (or raises) only once the
+transaction holding the write has committed (or failed), and a write's change to the store's
+mirror (`then`) is made right after that commit, in commit order, whether its caller still waits
+or not. Exactly-once accounting is therefore unchanged, and the loss window is the one every
+write already had: a crash loses only writes whose callers have not returned yet, rolled back as
+a whole (a reservation never written reserves nothing; a settlement never written leaves its
+reservation to lapse, as a crash between the answer and the settlement always did). What it costs
+is latency: a write waits for the rest of the loop turn it was made in (microseconds).
+
+The commit runs inline on a connection that never waits; when another process holds the write
+lock, the batch goes to a worker thread whose connection waits (`busy_timeout`) without stalling
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+log = logging.getLogger("stellwerk.state")
+
+
+class _Write(NamedTuple):
+    fn: Callable[..., Any]  # fn(conn, *args), inside the transaction
+    args: tuple[Any, ...]
+    then: Callable[[Any], object] | None  # with fn's result, right after the commit
+    future: asyncio.Future[Any]
+
+
+class GroupCommit:
+    """Queues writes and commits each loop turn's in one transaction (see the module)."""
+
+    def __init__(
+        self, inline: sqlite3.Connection, waiting: sqlite3.Connection, lock: threading.Lock
+    ) -> None:
+        self._inline = inline  # busy_timeout 0: never blocks the loop
+        self._waiting = waiting  # busy_timeout set: used in a worker thread
+        self._lock = lock  # one transaction at a time across both connections
+        self._queue: list[_Write] = []
+        self._threads: set[asyncio.Task[None]] = set()
+
+    async def write(
+        self, fn: Callable[..., T], *args: Any, then: Callable[[T], object] | None = None
+    ) -> T:
+        """`fn(conn, *args)` in the next group transaction; its result once that committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append(_Write(fn, args, then, future))
+        if len(self._queue) == 1:
+            loop.call_soon(self._commit)
+        return await future
+
+    async def drain(self) -> None:
+        """Commit what is queued and wait for batches in worker threads (before closing)."""
+        if self._queue:
+            self._commit()
+        while self._threads:
+            await asyncio.gather(*self._threads)
+
+    def _commit(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                done = _run(self._inline, batch)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY:  # rolled back: retrying is safe
+                    _fail(batch, exc)
+                    return
+            except Exception as exc:
+                _fail(batch, exc)
+                return
+            else:
+                _finish(batch, done)
+                return
+            finally:
+                self._lock.release()
+        task = asyncio.get_running_loop().create_task(self._in_thread(batch))
+        self._threads.add(task)
+        task.add_done_callback(self._threads.discard)
+
+    async def _in_thread(self, batch: list[_Write]) -> None:
+        def locked() -> list[tuple[bool, Any]]:
+            with self._lock:
+                return _run(self._waiting, batch)
+
+        try:
+            done = await asyncio.to_thread(locked)
+        except Exception as exc:
+            _fail(batch, exc)
+            return
+        _finish(batch, done)
+
+
+def _run(conn: sqlite3.Connection, batch: list[_Write]) -> list[tuple[bool, Any]]:
+    """Every write of `batch` in one transaction: (True, result) or (False, the exception)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if len(batch) == 1:  # alone: its own failure rolls back the transaction (no savepoint)
+            done = [(True, batch[0].fn(conn, *batch[0].args))]
+        else:
+            done = [_savepoint(conn, write) for write in batch]
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return done
+
+
+def _savepoint(conn: sqlite3.Connection, write: _Write) -> tuple[bool, Any]:
+    conn.execute("SAVEPOINT one")
+    try:
+        result = write.fn(conn, *write.args)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO one")
+        conn.execute("RELEASE one")
+        return False, exc
+    conn.execute("RELEASE one")
+    return True, result
+
+
+def _finish(batch: list[_Write], done: list[tuple[bool, Any]]) -> None:
+    """Committed: mirror each write in order, then hand each caller its result or error."""
+    for write, (ok, value) in zip(batch, done, strict=True):
+        if ok and write.then is not None:
+            try:
+                write.then(value)
+            except Exception:  # the write stands, committed
+                log.exception("state: applying a committed write to the mirror failed")
+        if write.future.done():  # its caller went away (cancelled): the write stands
+            continue
+        if ok:
+            write.future.set_result(value)
+        else:
+            write.future.set_exception(value)
+
+
+def _fail(batch: list[_Write], exc: Exception) -> None:
+    for write in batch:
+        if not write.future.done():
+            write.future.set_exception(exc)
