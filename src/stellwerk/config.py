@@ -182,8 +182,10 @@ class _Gateway(_Struct):
     host: str = "127.0.0.1"
     port: int = 4711
     api_keys: list[str] = []
+    admin_keys: list[str] = []
     max_body: int | str = "32MiB"
     inline_notice: bool = False
+    dashboard: bool = True
 
 
 class _Ledger(_Struct):
@@ -283,6 +285,7 @@ def raw_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         provider["keys"] = [c.masked for c in spec.credentials]
     if "gateway" in merged:
         merged["gateway"]["api_keys"] = [k.masked() for k in policy.gateway.api_keys]
+        merged["gateway"]["admin_keys"] = [k.masked() for k in policy.gateway.admin_keys]
     for section in ("state", "ledger"):  # server URLs may carry a password
         if merged.get(section, {}).get("url"):
             merged[section]["url"] = masked_url(str(merged[section]["url"]))
@@ -850,12 +853,20 @@ def _gateway(raw: _Gateway) -> GatewayPolicy:
     if not 0 <= raw.port <= 65535:
         raise ConfigError("gateway.port", f"expected a port between 0 and 65535, got {raw.port}")
     keys = tuple(Secret(k.strip()) for k in raw.api_keys if k and k.strip())
+    admin = tuple(Secret(k.strip()) for k in raw.admin_keys if k and k.strip())
+    if shared := {k.reveal() for k in keys} & {k.reveal() for k in admin}:
+        at = next(i for i, k in enumerate(raw.admin_keys) if k.strip() in shared)
+        raise ConfigError(
+            f"gateway.admin_keys[{at}]", "is also a client key (gateway.api_keys): use another"
+        )
     return GatewayPolicy(
         host=raw.host.strip(),
         port=raw.port,
         api_keys=keys,
+        admin_keys=admin,
         max_body=parse_size(raw.max_body, "gateway.max_body"),
         inline_notice=raw.inline_notice,
+        dashboard=raw.dashboard,
     )
 
 

@@ -386,13 +386,15 @@ class LedgerPolicy:
 
 @dataclass(frozen=True, slots=True)
 class GatewayPolicy:
-    """How `stellwerk serve` listens; client keys are Secrets (none: no key needed)."""
+    """How `stellwerk serve` listens; client and admin keys are Secrets (none: no key needed)."""
 
     host: str = "127.0.0.1"
     port: int = 4711
     api_keys: tuple[Secret, ...] = ()
+    admin_keys: tuple[Secret, ...] = ()  # the dashboard's actions (reset, emergency, reload)
     max_body: int = 32 * 1024 * 1024  # bytes
     inline_notice: bool = False
+    dashboard: bool = True  # the page at /ui/
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,37 @@ def aggregate(rows: Sequence[Row], policy: Policy, start: float, end: float) -> 
     )
 
 
+def series(
+    rows: Sequence[Row], policy: Policy, start: float, end: float, bucket: float
+) -> dict[str, Any]:
+    """Per bucket of `bucket` seconds (aligned to whole buckets since the epoch, so an hour is
+    a clock hour in UTC): requests by class, cost, and the cost of the same tokens on the
+    all-premium baseline (the default primary, as in `savings`); for the dashboard's chart."""
+    first = math.floor(start / bucket) * bucket
+    count = max(1, math.ceil((end - first) / bucket))
+    requests, cost, base = [0] * count, [0] * count, [0] * count
+    tasks: list[Counter[str]] = [Counter() for _ in range(count)]
+    baseline = policy.models[policy.default_primary]
+    for row in rows:
+        i = min(max(int((row.ts - first) // bucket), 0), count - 1)
+        requests[i] += 1
+        tasks[i][row.task] += 1
+        cost[i] += row.cost_micros
+        if row.model is not None:
+            base[i] += baseline.cost_micros(row.input_tokens, row.output_tokens)
+    buckets = [
+        {
+            "start": first + i * bucket,
+            "requests": requests[i],
+            "by_task": dict(tasks[i]),
+            "cost_micros": cost[i],
+            "baseline_micros": base[i],
+        }
+        for i in range(count)
+    ]
+    return {"bucket_s": bucket, "baseline": baseline.id, "buckets": buckets}
+
+
 def _unpriced(row: Row, policy: Policy) -> bool:
     """A request whose model has no known price and whose provider reported no cost: its cost
     is unknown, not $0 (a pass-through model the price database does not know)."""

@@ -10,8 +10,10 @@ a stored text (cooldown details, the emergency reason): those are scrubbed once 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +30,7 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
     `tz` is the budgets' time zone (default `budgets.timezone`); cooldown and emergency times
     are local (they used to follow `tz`, an hour off the rest when it was not the local zone)."""
     budget_tz, tz = tz, None
-    keys = [c.secret.reveal() for spec in policy.providers.values() for c in spec.credentials]
+    keys = tuple(c.secret.reveal() for p in policy.providers.values() for c in p.credentials)
     return {
         "config": policy.source,
         "mode": "emergency" if snapshot.emergency else str(policy.routing.mode),
@@ -43,14 +45,21 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
                 "reason": c.reason.value,
                 "until": None if math.isinf(c.until) else _iso(c.until, tz),
                 "strikes": c.strikes,
-                "detail": scrub(c.detail, keys),
-                "text": scrub(describe(c, snapshot.now, tz), keys),
+                "detail": _scrubbed(c.detail, keys),
+                "text": describe(c, snapshot.now, tz),  # the reason and times: no stored text
             }
             for c in sorted(snapshot.cooldowns.values(), key=lambda c: c.key)
             if c.active(snapshot.now)
         ],
         "budgets": _budgets(policy, snapshot, budget_tz),
     }
+
+
+@lru_cache(maxsize=1024)
+def _scrubbed(text: str, keys: tuple[str, ...]) -> str:
+    """`scrub`, remembered: the dashboard asks for the same cooldown details every few
+    seconds, and 100 of them would cost a millisecond each time."""
+    return scrub(text, keys)
 
 
 def _budgets(policy: Policy, snapshot: Snapshot, tz: tzinfo | None) -> list[dict[str, Any]]:
@@ -89,6 +98,11 @@ def _mode_note(data: dict[str, Any]) -> str:
 
 def _iso(when: float, tz: tzinfo | None) -> str:
     """ISO 8601 with the zone's offset (the local zone's when `tz` is None)."""
+    return _iso_in(when, tz, time.tzname if tz is None else None)
+
+
+@lru_cache(maxsize=4096)  # a cooldown's end, shown on every status poll; the local zone's names
+def _iso_in(when: float, tz: tzinfo | None, _local: object) -> str:  # key it (`time.tzset`)
     return datetime.fromtimestamp(when, tz).astimezone(tz).isoformat(timespec="seconds")
 
 

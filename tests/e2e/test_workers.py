@@ -91,6 +91,10 @@ async def test_two_workers_serve_reload_restart_and_stop(tmp_path):
 
             proc.send_signal(signal.SIGHUP)
             await wait_for(lambda: log.read_text().count("config reloaded") == 2)
+            async with aiohttp.ClientSession() as client:  # the dashboard's reload: all workers
+                async with client.post(f"{url}/api/config/reload", json={}) as r:
+                    assert r.status == 200, await r.text()
+            await wait_for(lambda: log.read_text().count("config reloaded") == 4)
 
             os.kill(workers[0], signal.SIGKILL)
             await wait_for(lambda: len(set(children(proc.pid)) - set(workers)) == 1)

@@ -77,11 +77,16 @@ async def test_emergency_switched_on_through_the_api_marks_every_answer(make_gat
     assert "x-stellwerk-mode" not in normal.headers
 
 
-async def test_the_emergency_api_needs_a_client_key_and_a_clear_body(make_gateway):
-    gw = await make_gateway(DEFAULT, api_keys=["client-key-0123456789"])
+async def test_the_emergency_api_needs_an_admin_key_and_a_clear_body(make_gateway):
+    gw = await make_gateway(
+        DEFAULT, api_keys=["client-key-0123456789"], admin_keys=["admin-key-0123456789"]
+    )
     denied = await gw.client.post("/api/emergency", json={"on": True})
     assert denied.status == 401
-    auth = {"authorization": "Bearer client-key-0123456789"}
+    client = {"authorization": "Bearer client-key-0123456789"}
+    refused = await gw.client.post("/api/emergency", json={"on": True}, headers=client)
+    assert refused.status == 403  # a client key reads, never acts
+    auth = {"authorization": "Bearer admin-key-0123456789"}
     bad = await gw.client.post("/api/emergency", json={"on": "yes"}, headers=auth)
     assert bad.status == 400
     assert "expected" in (await bad.json())["error"]["message"]

@@ -7,7 +7,8 @@ OpenAI's `Incorrect API key provided: sk-proj-****abcd`, a whole key in an error
 straddles the 300-character cut of an error message, a key in an error event of a running stream
 (both formats). Afterwards no part of a canary (any 8 characters of it past the kind's prefix)
 may be found in the answers (plain and streamed),
-the log records, `state.db`, `ledger.db`, `/api/status`, `/metrics`, the output of `status --json`,
+the log records, `state.db`, `ledger.db`, `/api/status`, `/metrics`, the dashboard's API,
+the output of `status --json`,
 `log`, `stats`, `check` and `probe`, or the budget webhook's payloads.
 """
 
@@ -236,6 +237,16 @@ async def test_no_part_of_an_echoed_key_reaches_any_surface(
         assert "auth" in text  # the cooldowns are there, their details scrubbed
         seen.append(("/api/status", text))
         seen.append(("/metrics", await (await client.get("/metrics")).text()))
+        seen.append(("/api/dashboard", await (await client.get("/api/dashboard")).text()))
+        for window in ("24h", "7d"):
+            stats = await client.get("/api/stats", params={"window": window})
+            seen.append((f"/api/stats {window}", await stats.text()))
+        feed = await client.get("/api/events")
+        events = b""
+        while events.count(b"event: decision") < 5:  # the backlog: every decision above
+            events += await asyncio.wait_for(feed.content.readany(), 5)
+        feed.close()
+        seen.append(("/api/events", events.decode()))
     finally:
         await client.close()
         await router.aclose()
@@ -275,5 +286,6 @@ async def test_no_part_of_an_echoed_key_reaches_any_surface(
     dirty = {where: leaks(text)[:3] for where, text in seen if "CANARY" in text or leaks(text)}
     assert not dirty, sorted(dirty)
     shown = dict(seen)  # the echoes did arrive, masked: the surfaces were exercised
-    for where in ("anthropic stream", "/api/status", "stellwerk log", "ledger.db", "state.db"):
+    exercised = ("anthropic stream", "/api/status", "/api/dashboard", "/api/events")
+    for where in (*exercised, "stellwerk log", "ledger.db", "state.db"):
         assert "sk-ant-" in shown[where] or "sk-proj-" in shown[where], where

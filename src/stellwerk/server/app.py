@@ -26,7 +26,7 @@ from ..types import TEXT_CLASSES
 from ..wire.hop import HOP_HEADER, INCOMING, loop_reason
 from ..wire.hop import parse as parse_hops
 from ..wire.limits import cap, cap_message
-from . import chat, control
+from . import chat, control, dashboard
 from .errors import HTTPProblem, Problem, loop_detected, problem_for, too_large, unauthorized
 from .formats import ANTHROPIC, OPENAI, Format
 from .gateway import GATEWAY, REQUEST_ID, Gateway, json_response
@@ -44,6 +44,7 @@ def create_app(
     router: Router,
     *,
     api_keys: Iterable[str] | None = None,
+    admin_keys: Iterable[str] | None = None,
     max_body: int | None = None,
     inline_notice: bool | None = None,
 ) -> web.Application:
@@ -52,7 +53,13 @@ def create_app(
     Settings left as None come from `router.policy.gateway`. The router's decision sink is
     wrapped so every decision also reaches this app's metrics.
     """
-    gateway = Gateway(router, api_keys=api_keys, max_body=max_body, inline_notice=inline_notice)
+    gateway = Gateway(
+        router,
+        api_keys=api_keys,
+        admin_keys=admin_keys,
+        max_body=max_body,
+        inline_notice=inline_notice,
+    )
     router.sink = _tee(gateway.capture, router.sink)
     app = web.Application(
         middlewares=[_guard], client_max_size=gateway.max_body, handler_args=handler_args()
@@ -70,6 +77,7 @@ def create_app(
     get("/metrics", metrics, expect_handler=expect)
     get("/api/status", api_status, expect_handler=expect)
     post("/api/emergency", control.api_emergency, expect_handler=expect)
+    dashboard.add_routes(app)
     app.cleanup_ctx.append(control.health_watch)
     return app
 
@@ -97,7 +105,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if marker and (reason := loop_reason(marker)) is not None:
             raise HTTPProblem(loop_detected(reason))
-        if request.path not in OPEN_PATHS and not gateway.authorized(request):
+        open_path = request.path in OPEN_PATHS or dashboard.is_page(request.path)
+        if not open_path and not gateway.authorized(request):
             raise HTTPProblem(unauthorized())
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404, 405 and 413

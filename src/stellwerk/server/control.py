@@ -2,7 +2,8 @@
 
 `POST /api/emergency` with `{"on": true}` (or `false`) does what `stellwerk emergency on|off`
 does, for gateways whose state the CLI cannot reach (`state.backend: memory`, another machine);
-it needs a client key like every other endpoint. The health watch (`health.py`) and the probes
+it is an admin action like the dashboard's (`dashboard.admin`: an admin key when keys are
+configured, JSON only, same origin only). The health watch (`health.py`) and the probes
 (`probe.py`: a one-token request ends a cooldown early once the key works again) run for as long
 as the app does.
 """
@@ -22,6 +23,7 @@ from ..health import watching
 from ..router import Router
 from ..status import status_data
 from .chat import read_json
+from .dashboard import admin
 from .gateway import GATEWAY, json_response
 
 MAX_BODY = 4096
@@ -30,7 +32,7 @@ log = logging.getLogger("stellwerk.server")
 
 async def api_emergency(request: web.Request) -> web.Response:
     """Switch emergency mode by hand; answers with the mode, whether it changed, since and why."""
-    router = request.app[GATEWAY].router
+    router = admin(request).router
     data = await read_json(request, MAX_BODY)
     on = data.get("on") if isinstance(data, dict) else None
     if not isinstance(on, bool):

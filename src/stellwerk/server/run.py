@@ -36,15 +36,17 @@ from .gateway import GATEWAY, Gateway
 
 log = logging.getLogger("stellwerk.server")
 API_KEYS_ENV = "STELLWERK_API_KEYS"
+ADMIN_KEYS_ENV = "STELLWERK_ADMIN_KEYS"
 SHUTDOWN_TIMEOUT = 10.0
 PID_FILE = "gateway.pid"
 LOOP_ENV = "STELLWERK_LOOP"
 T = TypeVar("T")
 
 
-def client_keys(env: Mapping[str, str]) -> tuple[str, ...] | None:
-    """Client keys from `$STELLWERK_API_KEYS` (comma-separated); None: follow the config."""
-    raw = env.get(API_KEYS_ENV)
+def client_keys(env: Mapping[str, str], name: str = API_KEYS_ENV) -> tuple[str, ...] | None:
+    """Client keys from `$STELLWERK_API_KEYS` (comma-separated; admin keys from
+    `$STELLWERK_ADMIN_KEYS` with `name=ADMIN_KEYS_ENV`); None: follow the config."""
+    raw = env.get(name)
     if raw is None:
         return None
     return tuple(k.strip() for k in raw.split(",") if k.strip())
@@ -87,8 +89,13 @@ async def serve(
     """Run the gateway until SIGTERM or SIGINT (`reuse_port`: one of `--workers N`)."""
     router = Router.from_config(config_path)
     preload()  # the classifier's weights, so the first request does not wait for them
-    app = create_app(router, api_keys=client_keys(os.environ))
+    app = create_app(
+        router,
+        api_keys=client_keys(os.environ),
+        admin_keys=client_keys(os.environ, ADMIN_KEYS_ENV),
+    )
     gateway = app[GATEWAY]
+    gateway.config_path, gateway.supervised = config_path, reuse_port
     _log_redacted(gateway)
     runner = web.AppRunner(
         app,
@@ -104,8 +111,11 @@ async def serve(
         try:
             host = host or router.policy.gateway.host
             url = await _listen(runner, host, port, router, reuse_port)
+            gateway.host = host
             refuse_self_reference(router.policy, url)
             echo(f"stellwerk gateway listening on {url} (config: {router.policy.source})")
+            if router.policy.gateway.dashboard and not reuse_port:  # the supervisor says it once
+                echo(f"dashboard: {url}/ui/")
             _write_atomic(pid_path, f"{os.getpid()}\n")
             if ready_file is not None:
                 _write_atomic(ready_file, url + "\n")

@@ -69,6 +69,8 @@ def serve_workers(
         try:
             url = pool.start()
             echo(f"stellwerk gateway listening on {url} ({workers} workers)")
+            if gateway.dashboard:
+                echo(f"dashboard: {url}/ui/")
             _write_atomic(pid_path, f"{os.getpid()}\n")
             if ready_file is not None:
                 _write_atomic(ready_file, url + "\n")

@@ -21,8 +21,10 @@ covers them and every store backend applies exactly the same arithmetic:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from functools import lru_cache
 
 from ..failures import ACTIONS, CooldownKind, FailureClass
 from ..policy import CooldownPolicy, ProviderSpec
@@ -149,9 +151,22 @@ def describe(cooldown: Cooldown, now: float, tz: tzinfo | None = None) -> str:
 
 
 def _clock(when: float, now: float, tz: tzinfo | None) -> str:
-    at, today = datetime.fromtimestamp(when, tz), datetime.fromtimestamp(now, tz)
-    shown = at.strftime("%H:%M" if abs(when - now) >= 3600 else "%H:%M:%S")
-    return shown if at.date() == today.date() else f"{at:%Y-%m-%d} {shown}"
+    day, minutes, seconds = _clock_parts(when, tz)
+    shown = minutes if abs(when - now) >= 3600 else seconds
+    return shown if day == _clock_parts(float(math.floor(now)), tz)[0] else f"{day} {shown}"
+
+
+def _clock_parts(when: float, tz: tzinfo | None) -> tuple[str, str, str]:
+    """The day, `HH:MM` and `HH:MM:SS` of `when`, remembered: a cooldown's end is shown again
+    on every status poll (the dashboard's, with a hundred cooldowns, every few seconds). The
+    local zone's names are part of the key: a process may change its zone (`time.tzset`)."""
+    return _parts(when, tz, time.tzname if tz is None else None)
+
+
+@lru_cache(maxsize=4096)
+def _parts(when: float, tz: tzinfo | None, _local: object) -> tuple[str, str, str]:
+    at = datetime.fromtimestamp(when, tz)
+    return f"{at:%Y-%m-%d}", f"{at:%H:%M}", f"{at:%H:%M:%S}"
 
 
 def _span(seconds: float) -> str:
