@@ -98,7 +98,9 @@ async def test_two_workers_serve_reload_restart_and_stop(tmp_path):
 
             os.kill(workers[0], signal.SIGKILL)
             await wait_for(lambda: len(set(children(proc.pid)) - set(workers)) == 1)
-            await asyncio.sleep(1.5)  # the new worker starts listening
+            # the new worker listens (its signal handlers are in place): the supervisor's line and
+            # three workers' (a busy machine may take seconds to start one)
+            await wait_for(lambda: log.read_text().count("listening on") == 4)
             assert await ask(url, 4) == ["from a worker"] * 4
         finally:
             if proc.returncode is None:
