@@ -400,11 +400,17 @@ class Router:
             await emergency.answered(self.store, self.policy, decision, self.clock(), self.tz)
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
-        now = self.clock()  # the two hints at once: a store that groups writes commits them once
-        await asyncio.gather(
-            _remember_turn(self.store, decision, now),
-            _remember_warmth(self.store, self.policy, decision, now),
-        )
+        now = self.clock()
+        turn, warm = _ends_turn(decision), _learns_warmth(decision, self.policy)
+        if turn and warm:  # at once: a store that groups writes commits them once
+            await asyncio.gather(
+                _remember_turn(self.store, decision, now),
+                _remember_warmth(self.store, self.policy, decision, now),
+            )
+        elif turn:  # alone, without gather's two tasks (most requests write neither)
+            await _remember_turn(self.store, decision, now)
+        elif warm:
+            await _remember_warmth(self.store, self.policy, decision, now)
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
@@ -680,12 +686,18 @@ def _cache_routed(routed: emergency.Routed, choice: warmth.Choice) -> tuple[emer
     return replace(routed, route=route), choice.explain()
 
 
+def _learns_warmth(decision: Decision, policy: Policy) -> bool:
+    """Whether the decision's answer tells what a session's cache holds (`_remember_warmth`)."""
+    target = decision.answered_by
+    return bool(decision.session) and target is not None and target in policy.models
+
+
 async def _remember_warmth(
     store: StateStore, policy: Policy, decision: Decision, now: float
 ) -> None:
     """Learn what the answering target's cache now holds for the decision's session."""
     target = decision.answered_by
-    if not decision.session or target is None or target not in policy.models:
+    if not _learns_warmth(decision, policy) or target is None:
         return
     kind = policy.provider_of(target).type
     retention = policy.models[target].cache_retention
@@ -712,12 +724,17 @@ def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, s
     return replace(routed, route=starting_at(route, kept, why)), why
 
 
+def _ends_turn(decision: Decision) -> bool:
+    """Whether the decision's answer is one a continuation will ask about (`_remember_turn`)."""
+    return bool(decision.turn) and decision.answered_by is not None and decision.calls_tools
+
+
 async def _remember_turn(store: StateStore, decision: Decision, now: float) -> None:
     """Record which target answered the decision's turn (every answer that calls tools starts
     the turn's TTL again); the answer stands if the store fails, and the next request is planned
     afresh. An answer without tool calls ends its turn: no continuation will ask, so nothing is
     written (most requests: a short prompt, a heartbeat, a tool loop's last step)."""
-    if not decision.turn or decision.answered_by is None or not decision.calls_tools:
+    if not _ends_turn(decision) or decision.answered_by is None:
         return
     try:
         await store.remember_turn(decision.turn, decision.answered_by, now, TURN_TTL)

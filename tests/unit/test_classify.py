@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from stellwerk.config import policy_from_dict
 from stellwerk.errors import UnknownModelError
 from stellwerk.evaluate import evaluate, load_jsonl
 from stellwerk.policy import Policy
-from stellwerk.types import ChatRequest, Message, TaskClass, Tool
+from stellwerk.types import (
+    ChatRequest,
+    Message,
+    TaskClass,
+    Tool,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "routing" / "dev.jsonl"
 WEIGHTS = Path(classify_module.__file__).parents[1] / "data" / "classifier.json"
@@ -329,6 +337,36 @@ def test_a_model_in_the_model_field_starts_the_chain(policy: Policy) -> None:
     result = ask(policy, "Write a Python function that sums a list.", model="sonnet")
     assert (result.source, result.model) == ("model", "anthropic/claude-sonnet-4-5")
     assert result.task is TaskClass.CODE
+
+
+def test_a_named_model_keeps_the_class_the_text_has(policy: Policy) -> None:
+    """A request that names its model is still classified by its text: the class is what the
+    ledger, the stats and `task:` budgets show, and it picks the class's cache TTL. All that
+    the classification carries is the same as with `auto`, the reason naming the model first."""
+    request = ChatRequest(
+        messages=(
+            Message.of("user", "/model hiaku\nWrite a Python function that sums a list."),
+            Message("assistant", (ToolCallPart("c1", "exec", "{}"),)),
+            Message("tool", (ToolResultPart("c1", "ok"),)),
+        ),
+        model="sonnet",
+    )
+    named, auto = classify(request, policy), classify(replace(request, model="auto"), policy)
+    assert (named.task, named.source, named.model) == (
+        TaskClass.CODE,
+        "model",
+        "anthropic/claude-sonnet-4-5",
+    )
+    assert named.reason == f"model field names anthropic/claude-sonnet-4-5; {auto.reason}"
+    assert auto.reason.startswith("code (") and auto.reason.endswith("; continues a tool loop")
+    assert "'/model hiaku' ignored: unknown model" in auto.reason
+    assert (named.scores, named.reading, named.directive) == (
+        auto.scores,
+        auto.reading,
+        auto.directive,
+    )
+    assert named.directive == "/model hiaku" and named.notices == auto.notices != ()
+    assert named.reading.continuation and named.confidence == auto.confidence
 
 
 def test_a_model_id_in_the_model_field(policy: Policy) -> None:

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from stellwerk import wire as wire_json
 from stellwerk.errors import ProviderError, RequestError
 from stellwerk.failures import FailureClass
 from stellwerk.policy import ModelSpec
 from stellwerk.providers import openai_chat, openai_responses
+from stellwerk.providers._http import MAX_LINE, iter_lines
 from stellwerk.providers.openai import sse_data
 from stellwerk.types import (
     ChatRequest,
@@ -898,3 +900,45 @@ async def test_sse_data() -> None:
         b"data: [DONE]",
     )
     assert [d async for d in sse_data(stream)] == ['{"a": 1}', "first\nsecond", "[DONE]"]
+
+
+class _Content:
+    """What `iter_lines` reads of a response: the body as the network delivered it."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for data in self.reads:
+            yield data
+
+
+class _Response:
+    def __init__(self, *reads: bytes) -> None:
+        self.content = _Content(list(reads))
+
+
+async def test_iter_lines_splits_what_each_read_delivered() -> None:
+    """Several events in one read, one line cut across reads, CRLF, a last line without its
+    line break: the same lines as reading line by line."""
+    response = _Response(b'data: {"a":1}\r\n\r\ndata: {"b"', b":2}\n\n", b"da", b"ta: [DONE]")
+    found = [line async for line in iter_lines(response, "openai/x")]  # type: ignore[arg-type]
+    assert found == [b'data: {"a":1}', b"", b'data: {"b":2}', b"", b"data: [DONE]"]
+
+
+async def test_iter_lines_refuses_a_line_that_never_ends() -> None:
+    response = _Response(b"data: " + b"x" * MAX_LINE, b"x" * 10)
+    with pytest.raises(ProviderError) as caught:
+        _ = [line async for line in iter_lines(response, "openai/x")]  # type: ignore[arg-type]
+    assert caught.value.failure is FailureClass.STREAM_BROKEN
+
+
+def test_stream_json_means_what_json_means() -> None:
+    """The per-chunk JSON (msgspec) reads and writes what `json` did: a text msgspec cannot
+    encode (a lone surrogate) or a frame only `json` reads still works, as before."""
+    assert wire_json.loads('{"a":"ü","n":[1,2.5]}') == {"a": "ü", "n": [1, 2.5]}
+    assert wire_json.loads('{"t":"\\ud83d"}') == {"t": "\ud83d"}  # half an emoji, as sent
+    assert json.loads(wire_json.dumps({"t": "\ud83d", "u": "ü"})) == {"t": "\ud83d", "u": "ü"}
+    assert wire_json.dumps({"a": "ü", "b": None}) == '{"a":"ü","b":null}'.encode()
+    with pytest.raises(ValueError):
+        wire_json.loads("{not json")

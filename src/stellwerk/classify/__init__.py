@@ -62,38 +62,41 @@ class Classification:
 def classify(request: ChatRequest, policy: Policy) -> Classification:
     """Classify a request: explicit class, then directive, then the model field, then the text."""
     reading = read_request(request, policy.framings)
-    found = _classify(request, policy, reading)
-    if reading.continuation:
-        found = replace(found, reason=f"{found.reason}; continues a tool loop")
-    return replace(found, reading=reading)
-
-
-def _classify(request: ChatRequest, policy: Policy, reading: Reading) -> Classification:
     named = _named_model(request, policy)
     explicit = _explicit_class(request)
     directive = _directive(request, reading.text, policy)
+    tail = "; continues a tool loop" if reading.continuation else ""
+    written = directive.written
     if explicit is not None:
         task, how = explicit
-        if directive.written:
-            how += f" (directive {directive.written!r} ignored)"
-        written = directive.written
-        return Classification(task, 1.0, f"explicit: {how}", "explicit", named, directive=written)
+        if written:
+            how += f" (directive {written!r} ignored)"
+        reason = f"explicit: {how}{tail}"
+        return Classification(task, 1.0, reason, "explicit", named, {}, reading, written)
     if directive.task is not None:
-        reason = f"directive: {directive.written}"
-        written = directive.written
-        return Classification(directive.task, 1.0, reason, "directive", named, directive=written)
+        reason = f"directive: {written}{tail}"
+        return Classification(directive.task, 1.0, reason, "directive", named, {}, reading, written)
     guess = _guess(request, reading, directive.text, policy)
-    guess = replace(guess, directive=directive.written)
+    reason, source, model = guess.reason, guess.source, None
+    notices: tuple[str, ...] = ()
     if directive.problem:
-        reason = f"{guess.reason}; {directive.problem}"
-        guess = replace(guess, reason=reason, notices=(directive.problem,))
+        reason, notices = f"{reason}; {directive.problem}", (directive.problem,)
     if directive.model is not None:
-        reason = f"directive {directive.written!r} names {directive.model}; {guess.reason}"
-        return replace(guess, source="directive", model=directive.model, reason=reason)
-    if named is not None:
-        reason = f"model field names {named}; {guess.reason}"
-        return replace(guess, source="model", model=named, reason=reason)
-    return guess
+        reason = f"directive {written!r} names {directive.model}; {reason}"
+        source, model = "directive", directive.model
+    elif named is not None:
+        reason, source, model = f"model field names {named}; {reason}", "model", named
+    return Classification(  # built once: `replace` on it cost more than the rules did
+        guess.task,
+        guess.confidence,
+        reason + tail,
+        source,
+        model,
+        guess.scores,
+        reading,
+        directive=written,
+        notices=notices,
+    )
 
 
 # -- what the caller asked for ----------------------------------------------------------------

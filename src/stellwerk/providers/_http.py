@@ -53,6 +53,7 @@ _CONTEXT = (
 )
 _MODEL = ("model_not_found", "does not exist", "unknown model", "no such model", "not found")
 _OVERLOADED = ("overloaded", "server busy")
+MAX_LINE = 1 << 20  # bytes of one line of a streamed answer (`iter_lines`)
 
 
 def _text(body: bytes) -> str:
@@ -261,10 +262,24 @@ async def post_stream(
 
 
 async def iter_lines(response: aiohttp.ClientResponse, target: str) -> AsyncIterator[bytes]:
-    """The lines of a streaming body, network failures turned into ProviderErrors."""
+    """The lines of a streaming body, network failures turned into ProviderErrors.
+
+    Read as the network delivers it and split here: aiohttp's `readline` costs an await per
+    line, and a stream's events mostly arrive several to a read. A line longer than `MAX_LINE`
+    (an upstream that never ends one) breaks the stream."""
+    rest = b""
     try:
-        async for line in response.content:
-            yield line.rstrip(b"\r\n")
+        async for data in response.content.iter_any():
+            lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
+            rest = lines.pop()
+            if len(rest) > MAX_LINE:
+                raise ProviderError(
+                    FailureClass.STREAM_BROKEN, "a stream line is over 1 MiB", target=target
+                )
+            for line in lines:
+                yield line.rstrip(b"\r")
+        if rest:
+            yield rest.rstrip(b"\r")
     except (TimeoutError, aiohttp.ClientError) as exc:
         failure = FailureClass.TIMEOUT if isinstance(exc, asyncio.TimeoutError) else None
         raise ProviderError(

@@ -42,6 +42,7 @@ from ..types import (
     Usage,
     is_content,
 )
+from ..wire import loads as load_json
 from ..wire.anthropic import (
     API_VERSION,
     REDACTED,
@@ -367,7 +368,7 @@ class StreamParser:
 
     def _decode(self, data: str) -> Mapping[str, Any]:
         try:
-            payload = json.loads(data)
+            payload = load_json(data)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):

@@ -33,6 +33,7 @@ from ..types import (
     ToolCallStart,
     Usage,
 )
+from ..wire import loads as load_json
 from ..wire import openai as wire
 from ._http import classify_error_event, classify_failure
 
@@ -154,7 +155,7 @@ def unexpected_frame(frame: Any, target: str) -> ProviderError:
 
 def load_frame(data: str, target: str) -> Any:
     try:
-        return json.loads(data)
+        return load_json(data)
     except ValueError:
         raise ProviderError(
             FailureClass.STREAM_BROKEN, "malformed JSON in stream", target=target

@@ -40,6 +40,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
+from . import dumps
 
 API_VERSION = "2023-06-01"
 REDACTED = "redacted:"  # signature prefix: this ThinkingPart is a redacted_thinking block
@@ -566,7 +567,7 @@ def render_error(kind: str, message: str) -> Block:
 
 def sse_event(event: str, data: Mapping[str, Any]) -> bytes:
     """One server-sent event as Anthropic frames it: `event:` and `data:` lines."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 class StreamRenderer:

@@ -40,6 +40,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
+from . import dumps
 from .limits import nesting_message, text_too_deep
 
 JSON = dict[str, Any]
@@ -582,4 +583,4 @@ def _delta(chunk: Chunk) -> JSON:
 
 
 def _sse(body: Any) -> bytes:
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(body) + b"\n\n"
