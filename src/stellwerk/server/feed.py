@@ -64,8 +64,10 @@ def event(row: Row) -> dict[str, Any]:
 class Feed:
     """The decisions for the pages that watch, from one reader of the ledger per process.
 
-    With a ledger, a task reads the rows written after the last one it saw every `POLL_EVERY`
-    seconds while at least one page is subscribed, and hands them to every page. Without one,
+    With a ledger, a task reads the newest rows every `POLL_EVERY` seconds while at least one
+    page is subscribed, and hands those it had not seen to every page: at most `BACKLOG` a poll,
+    what the page shows, so its cost does not grow with the request rate (the stats count
+    every request; the page shows the latest). Without one,
     the gateway's own decisions are kept in a short ring (`publish`) and numbered here."""
 
     def __init__(self, ledger: Ledger | None) -> None:
@@ -112,7 +114,7 @@ class Feed:
         try:
             while self.pages:
                 await asyncio.sleep(POLL_EVERY)
-                rows = await self.ledger.after(self._last, 1000)
+                rows = [r for r in await self.ledger.tail(BACKLOG) if (r.id or 0) > self._last]
                 if rows:
                     self._last = rows[-1].id or self._last
                     self._hand_out([event(r) for r in rows])
