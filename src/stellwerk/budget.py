@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -224,19 +225,19 @@ def budget_rows(states: list[BudgetState], now: float, tz: tzinfo) -> list[dict[
 
 
 def budget_row(state: BudgetState, now: float, tz: tzinfo) -> dict[str, Any]:
-    limit, use = state.limit, state.use
+    limit, use, percent = state.limit, state.use, state.percent
     return {
         "name": limit.name,
         "window": limit.window,
         "scope": limit.scope,
         "window_key": state.window.key,
         "level": state.level.label,
-        "percent": state.percent,
+        "percent": percent,
         "tokens": _measure(use.tokens, use.reserved_tokens, limit.tokens),
         "micros": _measure(use.micros, use.reserved_micros, limit.micros),
         "resets": _iso(state.window.end, tz),
         "resets_in": _span(state.window.end - now),
-        "text": f"{_amounts(state)} ({state.percent}%)",
+        "text": f"{_amounts(state)} ({percent}%)",
     }
 
 
@@ -275,6 +276,7 @@ def usd(micros: int) -> str:
     return f"{sign}${amount:.6f}"
 
 
+@lru_cache(maxsize=256)  # a window's end, shown on every status poll
 def _iso(when: float, tz: tzinfo) -> str:
     return datetime.fromtimestamp(when, tz).isoformat(timespec="minutes")
 

@@ -20,15 +20,19 @@ from zoneinfo import ZoneInfo
 from .budget import budget_rows, budget_states, render_budgets
 from .policy import Policy
 from .redaction import scrub
-from .state.base import Snapshot
+from .state.base import Cooldown, Snapshot
 from .state.cooldown import describe
 
 
-def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) -> dict[str, Any]:
+def status_data(
+    policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None, *, live: bool = True
+) -> dict[str, Any]:
     """Everything `status --json` prints; stored texts scrubbed of the policy's keys again.
 
     `tz` is the budgets' time zone (default `budgets.timezone`); cooldown and emergency times
-    are local (they used to follow `tz`, an hour off the rest when it was not the local zone)."""
+    are local (they used to follow `tz`, an hour off the rest when it was not the local zone).
+    `live=False` (the dashboard, which counts down by itself): a cooldown's text says until when,
+    not how long is left, and is remembered between calls."""
     budget_tz, tz = tz, None
     keys = tuple(c.secret.reveal() for p in policy.providers.values() for c in p.credentials)
     return {
@@ -40,14 +44,7 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
         "emergency_reason": snapshot.emergency_reason and scrub(snapshot.emergency_reason, keys),
         "providers": [_provider(policy, name) for name in policy.providers],
         "cooldowns": [
-            {
-                "key": c.key,
-                "reason": c.reason.value,
-                "until": None if math.isinf(c.until) else _iso(c.until, tz),
-                "strikes": c.strikes,
-                "detail": _scrubbed(c.detail, keys),
-                "text": describe(c, snapshot.now, tz),  # the reason and times: no stored text
-            }
+            _cooldown(c, keys) | {"text": _text(c, snapshot.now, live)}  # no stored text in it
             for c in sorted(snapshot.cooldowns.values(), key=lambda c: c.key)
             if c.active(snapshot.now)
         ],
@@ -55,11 +52,39 @@ def status_data(policy: Policy, snapshot: Snapshot, tz: tzinfo | None = None) ->
     }
 
 
+def _text(c: Cooldown, now: float, live: bool) -> str:
+    if live:
+        return describe(c, now, None)
+    return _until_text(c, datetime.fromtimestamp(now).date().toordinal(), time.tzname)
+
+
 @lru_cache(maxsize=1024)
-def _scrubbed(text: str, keys: tuple[str, ...]) -> str:
-    """`scrub`, remembered: the dashboard asks for the same cooldown details every few
-    seconds, and 100 of them would cost a millisecond each time."""
-    return scrub(text, keys)
+def _until_text(c: Cooldown, today: int, _local: object) -> str:
+    """`cooldown until 14:05:00 (billing)`, the day first when it is not today."""
+    if math.isinf(c.until):
+        return describe(c, c.since, None)  # `disabled until reset (auth)`: no time in it
+    at = datetime.fromtimestamp(c.until)
+    day = "" if at.date().toordinal() == today else f"{at:%Y-%m-%d} "
+    return f"cooldown until {day}{at:%H:%M:%S} ({c.reason.value})"
+
+
+def _cooldown(c: Cooldown, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A cooldown's row but its live text (a copy: callers add to it)."""
+    return dict(_cooldown_row(c, keys, time.tzname))
+
+
+@lru_cache(maxsize=1024)
+def _cooldown_row(c: Cooldown, keys: tuple[str, ...], _local: object) -> dict[str, Any]:
+    """Remembered: the dashboard asks for the same cooldowns every few seconds, and scrubbing
+    and formatting 100 of them each time cost a millisecond (keyed by the local zone's names,
+    as `_iso`)."""
+    return {
+        "key": c.key,
+        "reason": c.reason.value,
+        "until": None if math.isinf(c.until) else _iso(c.until, None),
+        "strikes": c.strikes,
+        "detail": scrub(c.detail, keys),
+    }
 
 
 def _budgets(policy: Policy, snapshot: Snapshot, tz: tzinfo | None) -> list[dict[str, Any]]:

@@ -237,7 +237,7 @@ def dashboard_data(gateway: Gateway, snapshot: Snapshot, request: web.Request) -
     """`/api/dashboard`: `status --json` with timestamps for the page's clocks, the budgets'
     marks, local health and what the caller may do."""
     policy = gateway.router.policy
-    data = status_data(policy, snapshot, gateway.router.tz)
+    data = status_data(policy, snapshot, gateway.router.tz, live=False)
     for row in data["cooldowns"]:  # the active ones
         until = snapshot.cooldowns[row["key"]].until
         row["until_ts"] = None if math.isinf(until) else until
