@@ -287,11 +287,41 @@ async def test_a_form_post_cannot_act(make_gateway):
 async def test_a_rebound_name_gets_nothing_from_a_keyless_gateway(make_gateway):
     gw = await make_gateway(CONFIG)
     for path in ("/api/dashboard", "/api/events"):
-        response = await gw.client.get(path, headers={"host": "attacker.example:4711"})
+        rebound = {"host": "attacker.example:4711", "sec-fetch-site": "same-origin"}
+        response = await gw.client.get(path, headers=rebound)
         assert response.status == 403, path
         assert (await response.json())["error"]["code"] == "host_refused"
     ok = await gw.client.get("/api/dashboard", headers={"host": "localhost:4711"})
     assert ok.status == 200
+
+
+async def test_a_keyless_gateway_spends_nothing_for_another_sites_page(make_gateway, world):
+    """A page on another site can make the browser POST a text/plain body to 127.0.0.1 without
+    a preflight, or rebind its own name to it: neither reaches a model."""
+    gw = await make_gateway(CONFIG)
+    body = json.dumps({"model": "auto:simple", "messages": HI})
+    for headers in (
+        {"origin": "https://evil.example", "content-type": "text/plain"},
+        {"sec-fetch-site": "cross-site", "content-type": "text/plain"},
+        {"host": "evil.example:4711", "sec-fetch-site": "same-origin"},  # rebound: same origin
+    ):
+        response = await gw.client.post("/v1/chat/completions", data=body, headers=headers)
+        assert response.status == 403, headers
+        error = (await response.json())["error"]
+        assert error["code"] in ("cross_origin_refused", "host_refused")
+    assert world.fakes["openai"].received == []
+    ok = await gw.client.post("/v1/chat/completions", data=body)  # no browser: no Origin
+    assert ok.status == 200
+    # OpenClaw's requests (Node's fetch) through a local proxy: Sec-Fetch-Mode is no browser's
+    proxied = {"host": "gateway.example", "sec-fetch-mode": "cors", "user-agent": "undici"}
+    assert (await gw.client.post("/v1/chat/completions", data=body, headers=proxied)).status == 200
+
+
+async def test_with_keys_the_key_decides_not_the_origin(make_gateway):
+    gw = await make_gateway(CONFIG, api_keys=[CLIENT])
+    headers = {**AS_CLIENT, "origin": "https://tool.example", "host": "gateway.lan:4711"}
+    response = await gw.chat({}, headers=headers)
+    assert response.status == 200
 
 
 def test_loopback_names():

@@ -106,6 +106,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if marker and (reason := loop_reason(marker)) is not None:
             raise HTTPProblem(loop_detected(reason))
         open_path = request.path in OPEN_PATHS or dashboard.is_page(request.path)
+        if not open_path and (refused := dashboard.foreign(gateway, request)) is not None:
+            raise HTTPProblem(refused)  # a browser sent it for another site's page
         if not open_path and not gateway.authorized(request):
             raise HTTPProblem(unauthorized())
         response = await handler(request)

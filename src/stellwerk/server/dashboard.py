@@ -21,8 +21,10 @@ an admin key (`gateway.admin_keys`), never a client key, and are open only on a 
 with no keys at all. The page sends its key in a header on every request; there are no cookies,
 so a cross-site page has no authority to borrow. Actions also take JSON only (a cross-site form
 cannot send it without a preflight that is never granted) and refuse a foreign `Origin` or
-`Sec-Fetch-Site`. A keyless loopback gateway answers the dashboard API only under a loopback
-`Host`, which stops DNS rebinding. Keys are masked and stored texts scrubbed, as in `status`.
+`Sec-Fetch-Site`. A keyless loopback gateway answers browsers only under a loopback `Host`,
+which stops DNS rebinding, and refuses cross-site requests on every path, the model endpoints
+included (`foreign`, called by the middleware). Keys are masked and stored texts scrubbed, as
+in `status`.
 """
 
 from __future__ import annotations
@@ -139,17 +141,46 @@ def _page_on(request: web.Request) -> None:
 
 
 def _readable(request: web.Request) -> Gateway:
-    """The gateway, after the rebinding check (the middleware has checked the key)."""
-    gateway = request.app[GATEWAY]
-    if not (gateway.api_keys or gateway.admin_keys) and loopback(gateway.host):
-        if not loopback_name(request.host):
-            text = (
-                f"this gateway answers its dashboard API on loopback names only (localhost,"
-                f" 127.0.0.1, [::1]), not {request.host[:100]!r}; set gateway.api_keys and"
-                f" gateway.admin_keys to reach it under another name"
-            )
-            raise HTTPProblem(_forbidden(text, "host_refused"))
-    return gateway
+    """The gateway (the middleware has checked the key, and `foreign`)."""
+    return request.app[GATEWAY]
+
+
+def foreign(gateway: Gateway, request: web.Request) -> Problem | None:
+    """Why a request that a web page of another site made a browser send is refused, on a
+    gateway everyone on this machine may use (no keys, bound to loopback); None otherwise.
+
+    Such a page can make the browser send a plain POST to `127.0.0.1` (no preflight for a
+    `text/plain` body) and spend the user's tokens; with DNS rebinding it can read the answers
+    too. So a keyless loopback gateway refuses a cross-site `Origin` or `Sec-Fetch-Site`, and
+    answers a browser (a request with `Origin` or `Sec-Fetch-Site`) only under a loopback `Host`.
+    Other clients (SDKs, curl, a local reverse proxy's own requests) are not asked for either;
+    Node's fetch sends `Sec-Fetch-Mode: cors` on every request, so that one tells nothing."""
+    if gateway.api_keys or gateway.admin_keys or not loopback(gateway.host):
+        return None
+    headers = request.headers
+    browser = "origin" in headers or "sec-fetch-site" in headers
+    if browser and not loopback_name(request.host):
+        text = (
+            f"this gateway has no keys and answers on loopback names only (localhost,"
+            f" 127.0.0.1, [::1]), not {request.host[:100]!r}; set gateway.api_keys to reach it"
+            f" under another name"
+        )
+        return _forbidden(text, "host_refused")
+    if _cross_site(request):
+        text = (
+            "this gateway has no keys: it refuses requests a web page of another site makes a"
+            " browser send; set gateway.api_keys to serve such clients"
+        )
+        return _forbidden(text, "cross_origin_refused")
+    return None
+
+
+def _cross_site(request: web.Request) -> bool:
+    site = request.headers.get("sec-fetch-site", "").lower()
+    origin = request.headers.get("origin")
+    return site not in ("", "same-origin", "none") or (
+        origin is not None and not _same_origin(origin, request.host)
+    )
 
 
 def may_act(gateway: Gateway, request: web.Request) -> bool:
@@ -163,11 +194,7 @@ def admin(request: web.Request) -> Gateway:
     """The gateway, when the request may take an admin action; else a 403 (or 415) that says
     what is missing."""
     gateway = _readable(request)
-    site = request.headers.get("sec-fetch-site", "").lower()
-    origin = request.headers.get("origin")
-    if site not in ("", "same-origin", "none") or (
-        origin is not None and not _same_origin(origin, request.host)
-    ):
+    if _cross_site(request):
         text = "admin actions are taken from the gateway's own page only (cross-site refused)"
         raise HTTPProblem(_forbidden(text, "cross_origin_refused"))
     if request.content_type != "application/json":
