@@ -28,17 +28,19 @@ class ProbeTarget:
     credential: Credential | None
 
 
-def due_probes(snapshot: Snapshot, policy: Policy, *, now: bool = False) -> list[ProbeTarget]:
+def due_probes(
+    snapshot: Snapshot, policy: Policy, *, all_cooled: bool = False
+) -> list[ProbeTarget]:
     """The cooled keys whose probe is due now, each with the model and credential to try.
 
-    `now` (the dashboard's "probe now"): every cooled key a probe can test, due or not, billing
-    included (one token, asked for by hand)."""
+    `all_cooled` (the dashboard's "probe now"): every cooled key a probe can test, due or not,
+    billing included (one token, asked for by hand)."""
     every = policy.cooldowns.probe_every
-    if every <= 0 and not now:
+    if every <= 0 and not all_cooled:
         return []
     found = []
     for cooldown in snapshot.cooldowns.values():
-        if now:
+        if all_cooled:
             wanted = cooldown.reason not in NEVER
         else:
             wanted = _probeable(cooldown, policy) and snapshot.now - cooldown.since >= every

@@ -401,7 +401,7 @@ class Router:
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
         now = self.clock()
-        turn, warm = _ends_turn(decision), _learns_warmth(decision, self.policy)
+        turn, warm = _keeps_turn(decision), _learns_warmth(decision, self.policy)
         if turn and warm:  # at once: a store that groups writes commits them once
             await asyncio.gather(
                 _remember_turn(self.store, decision, now),
@@ -440,12 +440,12 @@ class Router:
 
     # -- state commands ------------------------------------------------------------------------
 
-    async def probe(self, *, now: bool = False) -> list[tuple[str, str]]:
-        """Probe the cooled keys that are due (see `probe.py`; `now`: every cooled key that a
+    async def probe(self, *, all_cooled: bool = False) -> list[tuple[str, str]]:
+        """Probe the cooled keys that are due (see `probe.py`; `all_cooled`: every cooled key a
         probe can test, due or not) and, in automatic emergency mode, the cloud once it is due
         (`emergency.retry_target`); `(key, outcome)` for each."""
         snapshot = await self.store.snapshot(self.clock())
-        due = due_probes(snapshot, self.policy, now=now)
+        due = due_probes(snapshot, self.policy, all_cooled=all_cooled)
         if (retry := emergency.retry_target(self.policy, snapshot, self.tz)) is not None:
             credential = retry.credentials[0] if retry.credentials else None
             due.append(ProbeTarget(f"emergency:{retry.id}", retry.model, credential))
@@ -724,8 +724,9 @@ def _kept_turn(routed: emergency.Routed, kept: str) -> tuple[emergency.Routed, s
     return replace(routed, route=starting_at(route, kept, why)), why
 
 
-def _ends_turn(decision: Decision) -> bool:
-    """Whether the decision's answer is one a continuation will ask about (`_remember_turn`)."""
+def _keeps_turn(decision: Decision) -> bool:
+    """Whether the decision's answer keeps its turn going (it calls tools): a continuation will
+    ask which target answered (`_remember_turn`)."""
     return bool(decision.turn) and decision.answered_by is not None and decision.calls_tools
 
 
@@ -734,7 +735,7 @@ async def _remember_turn(store: StateStore, decision: Decision, now: float) -> N
     the turn's TTL again); the answer stands if the store fails, and the next request is planned
     afresh. An answer without tool calls ends its turn: no continuation will ask, so nothing is
     written (most requests: a short prompt, a heartbeat, a tool loop's last step)."""
-    if not _ends_turn(decision) or decision.answered_by is None:
+    if not _keeps_turn(decision) or decision.answered_by is None:
         return
     try:
         await store.remember_turn(decision.turn, decision.answered_by, now, TURN_TTL)

@@ -21,7 +21,7 @@ from .budget import budget_rows, budget_states, render_budgets
 from .policy import Policy
 from .redaction import scrub
 from .state.base import Cooldown, Snapshot
-from .state.cooldown import describe
+from .state.cooldown import clock_parts, describe
 
 
 def status_data(
@@ -53,19 +53,13 @@ def status_data(
 
 
 def _text(c: Cooldown, now: float, live: bool) -> str:
-    if live:
+    """`describe`, or for a page that counts down by itself `cooldown until 14:05:00 (billing)`
+    (the day first when it is not today), from the cooldown module's remembered clock parts."""
+    if live or math.isinf(c.until):
         return describe(c, now, None)
-    return _until_text(c, datetime.fromtimestamp(now).date().toordinal(), time.tzname)
-
-
-@lru_cache(maxsize=1024)
-def _until_text(c: Cooldown, today: int, _local: object) -> str:
-    """`cooldown until 14:05:00 (billing)`, the day first when it is not today."""
-    if math.isinf(c.until):
-        return describe(c, c.since, None)  # `disabled until reset (auth)`: no time in it
-    at = datetime.fromtimestamp(c.until)
-    day = "" if at.date().toordinal() == today else f"{at:%Y-%m-%d} "
-    return f"cooldown until {day}{at:%H:%M:%S} ({c.reason.value})"
+    day, _, seconds = clock_parts(c.until, None)
+    shown = seconds if day == clock_parts(float(math.floor(now)), None)[0] else f"{day} {seconds}"
+    return f"cooldown until {shown} ({c.reason.value})"
 
 
 def _cooldown(c: Cooldown, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -36,7 +36,9 @@ import math
 import os
 import signal
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import metadata, resources
@@ -95,6 +97,7 @@ def add_routes(app: web.Application) -> None:
     post("/api/cooldowns/reset", api_reset)
     post("/api/config/reload", api_reload)
     post("/api/probe", api_probe)
+    app[STATS] = StatsCache()
     app.on_shutdown.append(_close_feed)
 
 
@@ -138,11 +141,6 @@ def _page_on(request: web.Request) -> None:
 
 
 # -- who may do what -------------------------------------------------------------------------
-
-
-def _readable(request: web.Request) -> Gateway:
-    """The gateway (the middleware has checked the key, and `foreign`)."""
-    return request.app[GATEWAY]
 
 
 def foreign(gateway: Gateway, request: web.Request) -> Problem | None:
@@ -193,7 +191,7 @@ def may_act(gateway: Gateway, request: web.Request) -> bool:
 def admin(request: web.Request) -> Gateway:
     """The gateway, when the request may take an admin action; else a 403 (or 415) that says
     what is missing."""
-    gateway = _readable(request)
+    gateway = request.app[GATEWAY]  # the middleware checked the key and `foreign`
     if _cross_site(request):
         text = "admin actions are taken from the gateway's own page only (cross-site refused)"
         raise HTTPProblem(_forbidden(text, "cross_origin_refused"))
@@ -254,7 +252,7 @@ def loopback_name(host: str) -> bool:
 
 
 async def api_dashboard(request: web.Request) -> web.Response:
-    gateway = _readable(request)
+    gateway = request.app[GATEWAY]
     router = gateway.router
     snapshot = await router.store.snapshot(router.clock())
     return json_response(dashboard_data(gateway, snapshot, request))
@@ -331,18 +329,28 @@ def provider_of_key(key: str, gateway: Gateway) -> str | None:
 
 
 async def api_stats(request: web.Request) -> web.Response:
-    gateway = _readable(request)
+    gateway = request.app[GATEWAY]
     window = request.query.get("window", "24h")
     if window not in WINDOWS:
         raise RequestError(f"window must be one of {', '.join(WINDOWS)}, not {window[:20]!r}")
-    cache = gateway.dashboard_stats
-    lock = cache.setdefault(f"lock:{window}", asyncio.Lock())
-    async with lock:  # one computation per window, however many pages ask at once
-        at, body = cache.get(window, (0.0, b""))
+    cache = request.app[STATS]
+    async with cache.locks[window]:  # one computation per window, however many pages ask
+        at, body = cache.bodies.get(window, (0.0, b""))
         if time.monotonic() - at >= STATS_TTL[window]:
             body = await _stats_body(gateway, window)
-            cache[window] = (time.monotonic(), body)
+            cache.bodies[window] = (time.monotonic(), body)
     return web.Response(body=body, content_type="application/json")
+
+
+@dataclass
+class StatsCache:
+    """Each window's stats as sent (when computed, the JSON), and a lock per window."""
+
+    locks: dict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    bodies: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+
+
+STATS = web.AppKey("dashboard_stats", StatsCache)
 
 
 async def _stats_body(gateway: Gateway, window: str) -> bytes:
@@ -380,7 +388,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     """The decisions as server-sent events: the backlog, then each new one as it is recorded."""
     import msgspec
 
-    gateway = _readable(request)
+    gateway = request.app[GATEWAY]
     after = _last_event_id(request)
     response = web.StreamResponse(
         headers={
@@ -468,6 +476,6 @@ async def api_probe(request: web.Request) -> web.Response:
     """Probe every cooled key now (one token each): those that work again are usable at once."""
     gateway = admin(request)
     await read_json(request, MAX_ACTION_BODY)
-    results = await gateway.router.probe(now=True)
+    results = await gateway.router.probe(all_cooled=True)
     return json_response({"probed": [{"key": k, "outcome": o} for k, o in results]})
 

@@ -49,7 +49,6 @@ class Gateway:
         self.host = router.policy.gateway.host  # where it listens (`serve --host`)
         self.supervised = False  # one of `serve --workers N`: a reload goes to the supervisor
         self.feed = Feed(router.ledger)  # the dashboard's decision feed
-        self.dashboard_stats: dict[str, Any] = {}  # the dashboard's stats per window, cached
         self._inline_notice = inline_notice
         self.max_body = max_body or router.policy.gateway.max_body
         self.decisions: dict[str, Decision | None] = {}  # request id -> its decision, in flight

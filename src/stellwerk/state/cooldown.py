@@ -151,12 +151,12 @@ def describe(cooldown: Cooldown, now: float, tz: tzinfo | None = None) -> str:
 
 
 def _clock(when: float, now: float, tz: tzinfo | None) -> str:
-    day, minutes, seconds = _clock_parts(when, tz)
+    day, minutes, seconds = clock_parts(when, tz)
     shown = minutes if abs(when - now) >= 3600 else seconds
-    return shown if day == _clock_parts(float(math.floor(now)), tz)[0] else f"{day} {shown}"
+    return shown if day == clock_parts(float(math.floor(now)), tz)[0] else f"{day} {shown}"
 
 
-def _clock_parts(when: float, tz: tzinfo | None) -> tuple[str, str, str]:
+def clock_parts(when: float, tz: tzinfo | None) -> tuple[str, str, str]:
     """The day, `HH:MM` and `HH:MM:SS` of `when`, remembered: a cooldown's end is shown again
     on every status poll (the dashboard's, with a hundred cooldowns, every few seconds). The
     local zone's names are part of the key: a process may change its zone (`time.tzset`)."""
