@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stellwerk.config import policy_from_dict
-from stellwerk.decision import Attempt, Decision
+from stellwerk.decision import Attempt, Decision, new_request_id
 from stellwerk.errors import ConfigError
 from stellwerk.ledger import (
     Ledger,
@@ -382,7 +384,32 @@ def test_a_new_file_gets_the_whole_schema_with_its_indexes(tmp_path):
     assert _version(path) == len(SQLITE.migrations)
     with sqlite3.connect(path) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"decisions_ts", "decisions_task_ts", "decisions_model_ts"} <= names
+    assert {"decisions_ts", "decisions_request"} <= names
+    assert not {"decisions_task_ts", "decisions_model_ts"} & names  # no query read them
+
+
+def test_a_request_id_is_found_through_its_index(tmp_path):
+    """What a user does with the `x-stellwerk-request-id` of an answer: SQLite's plan for it is
+    an index search, not a scan of the table."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()
+    with sqlite3.connect(path) as conn:
+        sql = "EXPLAIN QUERY PLAN SELECT * FROM decisions WHERE request_id = ?"
+        plan = " ".join(str(r[-1]) for r in conn.execute(sql, ("req_1",)))
+    assert "USING INDEX decisions_request" in plan
+
+
+def test_request_ids_sort_by_time_and_do_not_repeat(monkeypatch):
+    """Later ids sort after earlier ones (so the index above grows at its end), and ids made in
+    the same millisecond differ."""
+    clock = iter([1_700_000_000.001, 1_700_000_000.001, 1_700_000_000.002])
+    monkeypatch.setattr(time, "time", lambda: next(clock))
+    first, same_ms, later = new_request_id(), new_request_id(), new_request_id()
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", i) for i in (first, same_ms, later))
+    assert first != same_ms and first[:16] == same_ms[:16]
+    assert max(first, same_ms) < later
+    monkeypatch.undo()
+    assert len({new_request_id() for _ in range(10_000)}) == 10_000
 
 
 def test_opening_again_keeps_the_rows_and_applies_nothing_twice(tmp_path):

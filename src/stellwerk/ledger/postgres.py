@@ -77,6 +77,7 @@ POSTGRES = Dialect(
         query.added_columns("BIGINT"),
         query.scrubbed_postgres(),
         query.cache_choice_columns("BIGINT"),
+        query.unused_indexes(),
     ),
     mark="%s",
 )
