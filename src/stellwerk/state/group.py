@@ -4,9 +4,9 @@ A routed request writes the state file two to four times (a budget reservation, 
 the turn and the warm caches it answered), and at 32 requests in flight dozens of writes wait for
 the same lock. Each transaction's fixed cost (taking the write lock, appending and syncing the
 WAL frames of the pages it changed) is most of a small write's cost, so the writes made while the
-loop runs are queued and committed together as soon as it is free again (`loop.call_soon`),
-each in its own savepoint: a write that fails is rolled back alone and raises for its caller
-alone; the others commit.
+loop runs are queued and committed together as soon as it is free again (`loop.call_soon`): a
+write that fails is rolled back alone (the batch is run again with a savepoint per write) and
+raises for its caller alone; the others commit.
 
 Nothing is acknowledged before it is committed: `write()` returns (or raises) only once the
 transaction holding the write has committed (or failed), and a write's change to the store's
@@ -111,15 +111,26 @@ class GroupCommit:
 
 
 def _run(conn: sqlite3.Connection, batch: list[_Write]) -> list[tuple[bool, Any]]:
-    """Every write of `batch` in one transaction: (True, result) or (False, the exception)."""
+    """Every write of `batch` in one transaction: (True, result) or (False, the exception).
+
+    The writes run one after the other as they are (two statements fewer per write than a
+    savepoint each). Only if one of them raises is the transaction rolled back and the batch run
+    again, each write in its own savepoint, so that the failing one is rolled back alone: a write
+    is a function of the connection and its arguments, and nothing outside the database sees it
+    before the commit, so running it twice is running it once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if len(batch) == 1:  # alone: its own failure rolls back the transaction (no savepoint)
-            done = [(True, batch[0].fn(conn, *batch[0].args))]
-        else:
+        try:
+            done = [(True, write.fn(conn, *write.args)) for write in batch]
+        except Exception:
+            if len(batch) == 1:  # alone: its own failure rolls back the transaction
+                raise
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
             done = [_savepoint(conn, write) for write in batch]
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     return done

@@ -1,0 +1,83 @@
+"""The group commit under the SQLite store: one transaction per loop turn, failures kept apart.
+
+What a caller of the store relies on: its write is committed when it returns, a write that
+fails raises for its own caller and leaves nothing behind, and the writes made beside it in the
+same loop turn commit all the same, with their mirror changes applied in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stellwerk.sqlite_file import connect
+from stellwerk.state.group import GroupCommit
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[GroupCommit, sqlite3.Connection, list[str]]]:
+    path = tmp_path / "state.db"
+    inline, waiting = connect(path, busy_timeout_ms=0), connect(path)
+    inline.execute("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+    statements: list[str] = []
+    inline.set_trace_callback(statements.append)
+    yield GroupCommit(inline, waiting, threading.Lock()), inline, statements
+    inline.close()
+    waiting.close()
+
+
+def _insert(conn: sqlite3.Connection, value: int) -> int:
+    conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+    return value
+
+
+def _insert_then_fail(conn: sqlite3.Connection, value: int) -> int:
+    conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+    raise ValueError(f"write {value} failed")
+
+
+def _values(conn: sqlite3.Connection) -> list[int]:
+    return [v for (v,) in conn.execute("SELECT v FROM t ORDER BY v")]
+
+
+async def test_the_writes_of_one_loop_turn_commit_in_one_transaction(db) -> None:
+    commits, conn, statements = db
+    applied: list[int] = []
+    results = await asyncio.gather(
+        *(commits.write(_insert, v, then=applied.append) for v in (1, 2, 3))
+    )
+    assert results == [1, 2, 3]
+    assert applied == [1, 2, 3]  # the mirror changes, in commit order
+    assert _values(conn) == [1, 2, 3]
+    assert statements.count("COMMIT") == 1
+    assert not any(s.startswith("SAVEPOINT") for s in statements)  # none needed: none failed
+
+
+async def test_a_failing_write_raises_for_its_caller_alone_and_leaves_nothing(db) -> None:
+    commits, conn, statements = db
+    applied: list[int] = []
+    results = await asyncio.gather(
+        commits.write(_insert, 1, then=applied.append),
+        commits.write(_insert_then_fail, 2, then=applied.append),
+        commits.write(_insert, 3, then=applied.append),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 3
+    assert isinstance(results[1], ValueError) and str(results[1]) == "write 2 failed"
+    assert _values(conn) == [1, 3]  # the failed write's row is gone, the others' stand
+    assert applied == [1, 3]  # and each of theirs reached the mirror once
+    assert statements.count("COMMIT") == 1
+
+
+async def test_a_lone_failing_write_is_rolled_back(db) -> None:
+    commits, conn, _ = db
+    with pytest.raises(ValueError, match="write 5 failed"):
+        await commits.write(_insert_then_fail, 5)
+    assert _values(conn) == []
+    assert await commits.write(_insert, 6) == 6  # the connection is usable again
+    assert _values(conn) == [6]
