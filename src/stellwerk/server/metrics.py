@@ -25,9 +25,18 @@ class Metrics:
     """The gateway's counters, histograms and gauges, and their text exposition."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, fds
+        GCCollector(registry=registry)  # python_gc_collections_total by generation
         self.requests = Counter(
             "stellwerk_requests",
             "Routed requests by task class, answering target and outcome",
