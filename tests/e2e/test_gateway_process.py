@@ -427,7 +427,7 @@ async def test_health_and_readiness_need_no_key(gateway):
 
 
 async def test_the_collector_leaves_served_requests_to_reference_counting(gateway, world):
-    """`stellwerk serve` sets the garbage collector up for serving (`run.settle_heap`): a
+    """`stellwerk serve` sets the garbage collector up for serving (`run.tune_for_serving`): a
     hundred answered requests cost no young collection where Python's default ran one every
     few requests; /metrics shows the collections and the process's memory."""
     client = gateway.openai()

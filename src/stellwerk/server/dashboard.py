@@ -40,7 +40,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import metadata, resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,8 +224,10 @@ def _same_origin(origin: str, host: str) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
+@lru_cache(maxsize=64)
 def loopback(host: str) -> bool:
-    """Whether a bind address reaches this machine only."""
+    """Whether a bind address reaches this machine only (remembered: `foreign` asks on every
+    request, and `ipaddress` takes ~4 µs to answer)."""
     name = host.strip("[]").lower()
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True

@@ -63,18 +63,19 @@ GC_YOUNG = 50_000
 (Python's default: 700)."""
 
 
-def settle_heap() -> None:
-    """Set the cyclic garbage collector up for serving, once everything is loaded.
+def tune_for_serving() -> None:
+    """Set the garbage collector up for serving, once everything is loaded.
 
     What start-up made (modules, the config, the classifier, aiohttp) lives as long as the
-    process: `gc.freeze()` moves it out of the collector's sight, so a full collection no longer
-    walks some 50,000 objects (~40 ms each time, a pause every request in flight waits out).
-    And a request's objects die by reference counting as it ends, but at 700 net allocations
-    the collector ran every few requests, each time walking everything in flight (the requests
-    of all open connections, the ledger rows waiting for their write) only to find it alive; at
-    `GC_YOUNG` it runs some hundred times less often. Measured at 64 requests in flight on the
-    overhead benchmark's gateway: ~80 µs of collector CPU per request before, ~5 after, with
-    the same RSS. Cycles (an exception and its traceback) are still collected, later."""
+    process, and `gc.freeze()` moves it out of the collector's sight, so a full collection no
+    longer walks some 50,000 objects (~30 ms each time, a pause every request in flight waits
+    out). A request's objects die by reference counting as it ends, but at 700
+    net allocations the collector ran every few requests, each time walking everything in
+    flight (the requests of all open connections, the ledger rows waiting for their write) only
+    to find it alive; at `GC_YOUNG` it runs some hundred times less often. Measured at 64
+    requests in flight on the overhead benchmark's gateway: ~60-80 µs of collector CPU per
+    request before, ~5 after, with the same RSS. Cycles (an exception and its traceback) are
+    still collected, later."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
@@ -121,7 +122,7 @@ async def serve(
     gateway = app[GATEWAY]
     gateway.config_path, gateway.supervised = config_path, reuse_port
     _log_redacted(gateway)
-    settle_heap()
+    tune_for_serving()
     runner = web.AppRunner(
         app,
         handle_signals=False,
