@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stellwerk.sqlite_file import connect
+from stellwerk.state import group
 from stellwerk.state.group import GroupCommit
 
 
@@ -81,3 +82,26 @@ async def test_a_lone_failing_write_is_rolled_back(db) -> None:
     assert _values(conn) == []
     assert await commits.write(_insert, 6) == 6  # the connection is usable again
     assert _values(conn) == [6]
+
+
+async def test_the_wal_is_checkpointed_off_the_event_loop(tmp_path: Path) -> None:
+    """SQLite checkpoints inside the commit that lets the log pass 1,000 pages, a commit of
+    milliseconds on the loop; the group commit's inline connection makes none, and a passive
+    checkpoint runs in a worker thread every CHECKPOINT_EVERY commits instead."""
+    path = tmp_path / "state.db"
+    inline, waiting, checkpointer = connect(path, 0), connect(path), connect(path)
+    inline.execute("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+    checkpoints: list[int] = []
+    checkpointer.set_trace_callback(lambda sql: checkpoints.append(threading.get_ident()))
+    commits = GroupCommit(inline, waiting, threading.Lock(), checkpointer)
+    try:
+        assert inline.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for value in range(group.CHECKPOINT_EVERY * 2):
+            await commits.write(_insert, value)
+        await commits.drain()
+        assert len(checkpoints) == 2
+        assert threading.get_ident() not in checkpoints  # never on the loop's thread
+        assert len(_values(inline)) == group.CHECKPOINT_EVERY * 2
+    finally:
+        for conn in (inline, waiting, checkpointer):
+            conn.close()

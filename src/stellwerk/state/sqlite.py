@@ -200,6 +200,7 @@ class SQLiteStore:
         migrate(self._writer, _MIGRATIONS, "state.path", self.path)
         self._reader = connect(self.path)
         self._inline = connect(self.path, busy_timeout_ms=0)  # fails fast: see `_write`
+        self._checkpointer = connect(self.path)  # the WAL's checkpoints, off the loop (group.py)
         self._read_lock = threading.Lock()
         self._version: int | None = None
         self._rows: dict[str, Cooldown] = {}
@@ -210,7 +211,9 @@ class SQLiteStore:
         self._swept = -math.inf  # when this store last deleted ended budget rows
         self.turns_kept = TURNS_KEPT
         self._turn_writes = 0  # `remember_turn` calls, to trim the table every few of them
-        self._commits = GroupCommit(self._inline, self._writer, self._write_lock)
+        self._commits = GroupCommit(
+            self._inline, self._writer, self._write_lock, self._checkpointer
+        )
 
     async def snapshot(self, now: float) -> Snapshot:
         """Active cooldowns and the mode at `now`, from the mirror (re-read only after commits)."""
@@ -325,6 +328,7 @@ class SQLiteStore:
         with self._write_lock:
             self._writer.close()
             self._inline.close()
+            self._checkpointer.close()
         with self._read_lock:
             self._reader.close()
 
