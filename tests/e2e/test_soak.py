@@ -9,7 +9,7 @@ is started on the same files, and the clients carry on. Afterwards:
 
 - every answer a client received is in the ledger exactly once, except the answers of the crash
   window: decisions the ledger still held in memory when the process died (it writes every
-  `FLUSH_EVERY` = 0.25 s). The window is measured: how long before the kill the oldest lost answer
+  `FLUSH_EVERY` = 0.05 s). The window is measured: how long before the kill the oldest lost answer
   was given. The README states it;
 - no request id was answered twice, and no ledger row is there twice;
 - the budget counters hold exactly the tokens of the answers the clients received, plus what the

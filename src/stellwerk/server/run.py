@@ -62,24 +62,33 @@ GC_YOUNG = 50_000
 """Net allocations of container objects between two collections of the youngest generation
 (Python's default: 700)."""
 
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread keeps the GIL once another one asks for it (Python's default: 0.005)."""
+
 
 def tune_for_serving() -> None:
-    """Set the garbage collector up for serving, once everything is loaded.
+    """Set the garbage collector and the GIL up for serving, once everything is loaded.
 
     What start-up made (modules, the config, the classifier, aiohttp) lives as long as the
     process, and `gc.freeze()` moves it out of the collector's sight, so a full collection no
     longer walks some 50,000 objects (~30 ms each time, a pause every request in flight waits
-    out). A request's objects die by reference counting as it ends, but at 700
-    net allocations the collector ran every few requests, each time walking everything in
-    flight (the requests of all open connections, the ledger rows waiting for their write) only
-    to find it alive; at `GC_YOUNG` it runs some hundred times less often. Measured at 64
+    out). A request's objects die by reference counting as it ends, but at 700 net allocations
+    the collector ran every few requests, each time walking everything in flight (the requests
+    of all open connections, the ledger rows waiting for their write) only to find it alive; at `GC_YOUNG` it runs some hundred times less often. Measured at 64
     requests in flight on the overhead benchmark's gateway: ~60-80 µs of collector CPU per
     request before, ~5 after, with the same RSS. Cycles (an exception and its traceback) are
-    still collected, later."""
+    still collected, later.
+
+    Threads (the ledger's writer turning decisions into rows, the dashboard's stats) run Python
+    beside the event loop, and a request the loop is ready to answer waits while one of them
+    holds the GIL, up to the switch interval. At `SWITCH_INTERVAL` it waits a millisecond at
+    most. Requests slower than three times the median, one request at a time, 4,000 of them:
+    ~30 with the ledger writing every quarter second, ~10 every 50 ms, ~5-10 with this too."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG, older, oldest)
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def run_loop(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
