@@ -399,6 +399,23 @@ def test_a_request_id_is_found_through_its_index(tmp_path):
     assert "USING INDEX decisions_request" in plan
 
 
+@pytest.mark.parametrize("count", [1, 2, 63, 64, 65, 200])
+def test_a_batch_is_written_whole_in_order_in_few_statements(tmp_path, count):
+    """A flush's rows go in as statements of up to 64 rows each (not one step per row, which
+    waits for the GIL once per row beside a busy loop), every value as given, in order."""
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    inserts: list[str] = []
+    ledger._conn.set_trace_callback(lambda sql: inserts.append(sql) if "INSERT" in sql else None)
+    written = [row(f"req_{i:03}", ts=NOW + i, input_tokens=i, error=f"e{i}") for i in range(count)]
+    ledger.write(written)
+    back = ledger.tail(count + 1)
+    ledger.close()
+    assert [(r.request_id, r.ts, r.input_tokens, r.error) for r in back] == [
+        (r.request_id, r.ts, r.input_tokens, r.error) for r in written
+    ]
+    assert len(inserts) == count // 64 + bin(count % 64).count("1")  # 200: 64, 64, 64, 8
+
+
 def test_request_ids_sort_by_time_and_do_not_repeat(monkeypatch):
     """Later ids sort after earlier ones (so the index above grows at its end), and ids made in
     the same millisecond differ."""

@@ -10,6 +10,7 @@ dialect's placeholder. A PostgreSQL dialect is the same statements with `%s`, `B
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -126,8 +127,11 @@ class Dialect:
 
     @property
     def insert(self) -> str:
-        marks = ", ".join(self.mark for _ in COLUMNS)
-        return f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})"
+        return self.insert_rows(1)
+
+    def insert_rows(self, count: int) -> str:
+        """An INSERT of `count` rows, their values in `COLUMNS` order one row after the other."""
+        return _insert(self.mark, count)
 
     @property
     def prune(self) -> str:
@@ -151,6 +155,12 @@ class Dialect:
             f"SELECT id, {', '.join(COLUMNS)} FROM {TABLE}"
             f" WHERE id > {self.mark} ORDER BY id LIMIT {self.mark}"
         )
+
+
+@functools.lru_cache(maxsize=32)
+def _insert(mark: str, count: int) -> str:
+    row = f"({', '.join(mark for _ in COLUMNS)})"
+    return f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([row] * count)}"
 
 
 SQLITE = Dialect(
