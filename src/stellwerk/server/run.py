@@ -74,10 +74,10 @@ def tune_for_serving() -> None:
     longer walks some 50,000 objects (~30 ms each time, a pause every request in flight waits
     out). A request's objects die by reference counting as it ends, but at 700 net allocations
     the collector ran every few requests, each time walking everything in flight (the requests
-    of all open connections, the ledger rows waiting for their write) only to find it alive; at `GC_YOUNG` it runs some hundred times less often. Measured at 64
-    requests in flight on the overhead benchmark's gateway: ~60-80 µs of collector CPU per
-    request before, ~5 after, with the same RSS. Cycles (an exception and its traceback) are
-    still collected, later.
+    of all open connections, the ledger rows waiting for their write) only to find it alive; at
+    `GC_YOUNG` it runs some hundred times less often. Measured at 64 requests in flight on the
+    overhead benchmark's gateway: ~60-100 µs of collector CPU per request before, ~5 after, with
+    the same RSS. Cycles (an exception and its traceback) are still collected, later.
 
     Threads (the ledger's writer turning decisions into rows, the dashboard's stats) run Python
     beside the event loop, and a request the loop is ready to answer waits while one of them

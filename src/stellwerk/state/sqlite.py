@@ -21,10 +21,12 @@ Costs, measured on a 2-core machine:
   ~850 µs (200 rows).
 - Every write goes through a group commit (`group.py`): the writes made in one turn of the
   event loop (concurrent requests' budget writes, the turn and warm map a request leaves) commit
-  in one transaction, each in its own savepoint, on a connection that never waits (~0.07 ms per
-  transaction) and, only when another process holds the write lock, in a worker thread
-  (`asyncio.to_thread`) whose `busy_timeout` wait never stalls the event loop; the thread hop
-  alone costs more than a write (overhead benchmark). A write returns only once committed.
+  in one transaction (a failing write is rolled back alone), on a connection that never waits
+  (~0.07 ms per transaction) and, only when another process holds the write lock, in a worker
+  thread (`asyncio.to_thread`) whose `busy_timeout` wait never stalls the event loop; the thread
+  hop alone costs more than a write (overhead benchmark). A write returns only once committed.
+  That connection makes no WAL checkpoint: a fourth one does, every few hundred commits, in a
+  worker thread (a checkpoint inside a commit held the loop for milliseconds).
   `strike` is one transaction, so concurrent strikes on one key from several processes all count.
 - `recover(key)` runs after every successful attempt; it writes only when the mirror holds a row
   for the key, so the healthy path stays read-only.
