@@ -67,7 +67,7 @@ class GroupCommit:
         self._checkpointer = checkpointer  # used in a worker thread only, one at a time
         if checkpointer is not None:
             inline.execute("PRAGMA wal_autocheckpoint = 0")
-        self._commits = 0  # inline commits since the last checkpoint
+        self._since_checkpoint = 0  # inline commits
         self._queue: list[_Write] = []
         self._threads: set[asyncio.Task[None]] = set()
 
@@ -116,10 +116,10 @@ class GroupCommit:
     def _checkpoint_if_due(self) -> None:
         """Every `CHECKPOINT_EVERY` inline commits, a passive checkpoint in a worker thread
         (one at a time; it skips pages a reader still needs, and writers do not wait for it)."""
-        self._commits += 1
-        if self._checkpointer is None or self._commits < CHECKPOINT_EVERY:
+        self._since_checkpoint += 1
+        if self._checkpointer is None or self._since_checkpoint < CHECKPOINT_EVERY:
             return
-        self._commits = 0
+        self._since_checkpoint = 0
         if any(task.get_name() == _CHECKPOINT for task in self._threads):
             return
         task = asyncio.get_running_loop().create_task(self._checkpoint(), name=_CHECKPOINT)
