@@ -96,12 +96,40 @@ async def test_the_wal_is_checkpointed_off_the_event_loop(tmp_path: Path) -> Non
     commits = GroupCommit(inline, waiting, threading.Lock(), checkpointer)
     try:
         assert inline.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        for value in range(group.CHECKPOINT_EVERY * 2):
-            await commits.write(_insert, value)
-        await commits.drain()
+        for first in (0, group.CHECKPOINT_EVERY):
+            for value in range(first, first + group.CHECKPOINT_EVERY):
+                await commits.write(_insert, value)
+            await commits.drain()  # the checkpoint done (the next writes are all inline)
         assert len(checkpoints) == 2
         assert threading.get_ident() not in checkpoints  # never on the loop's thread
         assert len(_values(inline)) == group.CHECKPOINT_EVERY * 2
+    finally:
+        for conn in (inline, waiting, checkpointer):
+            conn.close()
+
+
+async def test_the_wal_starts_over_while_writes_keep_coming(tmp_path: Path) -> None:
+    """A checkpoint beside this process's own commits never found the log whole in the database,
+    so the log never started over and grew by megabytes a second under load; the checkpoint
+    holds the write lock (the loop's commits wait in a thread meanwhile)."""
+    path = tmp_path / "state.db"
+    inline, waiting, checkpointer = connect(path, 0), connect(path), connect(path)
+    inline.execute("CREATE TABLE t (v INTEGER PRIMARY KEY, pad TEXT)")
+    commits = GroupCommit(inline, waiting, threading.Lock(), checkpointer)
+
+    def insert(conn: sqlite3.Connection, value: int) -> None:
+        conn.execute("INSERT INTO t VALUES (?, ?)", (value, "x" * 3000))  # a page per row
+
+    try:
+        for batch in range(60):  # 12,000 rows of a page each: ~50 MB written through the log
+            writes = (commits.write(insert, batch * 200 + i) for i in range(200))
+            await asyncio.gather(*writes)
+            if batch % 3 == 0:  # commits one at a time too, the checkpoints running beside them
+                for i in range(group.CHECKPOINT_EVERY):
+                    await commits.write(insert, 10_000_000 + batch * 1000 + i)
+        await commits.drain()
+        wal = path.with_name("state.db-wal").stat().st_size
+        assert wal < 16 * 2**20, f"the log grew to {wal / 2**20:.0f} MiB"
     finally:
         for conn in (inline, waiting, checkpointer):
             conn.close()

@@ -24,7 +24,11 @@ database file, and syncing it): SQLite runs one inside the commit that lets the 
 pages, which was a commit of several milliseconds on the loop every few hundred requests, what
 every request in flight waited out (the p99 at one request at a time). The inline connection
 makes none; every `CHECKPOINT_EVERY` commits a passive checkpoint runs on a connection of its
-own in a worker thread, which writers do not wait for.
+own in a worker thread. It holds the write lock meanwhile, so the loop's commits of those few
+milliseconds go to the waiting connection's thread, not onto the loop: a checkpoint that ran
+beside this process's commits never copied the frames written while it ran, so the log was
+never found whole in the database and never started over, and grew by megabytes a second
+under load.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ class GroupCommit:
 
     def _checkpoint_if_due(self) -> None:
         """Every `CHECKPOINT_EVERY` inline commits, a passive checkpoint in a worker thread
-        (one at a time; it skips pages a reader still needs, and writers do not wait for it)."""
+        (one at a time; it skips pages a reader still needs)."""
         self._since_checkpoint += 1
         if self._checkpointer is None or self._since_checkpoint < CHECKPOINT_EVERY:
             return
@@ -127,9 +131,13 @@ class GroupCommit:
         task.add_done_callback(self._threads.discard)
 
     async def _checkpoint(self) -> None:
-        assert self._checkpointer is not None
+        def checkpoint() -> None:
+            assert self._checkpointer is not None
+            with self._lock:  # no commit of ours meanwhile, or it never catches up (module)
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
         try:
-            await asyncio.to_thread(self._checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            await asyncio.to_thread(checkpoint)
         except sqlite3.Error as exc:  # the next one copies what this one could not
             log.warning("state: checkpointing the WAL failed: %s", exc)
 
