@@ -24,11 +24,12 @@ database file, and syncing it): SQLite runs one inside the commit that lets the 
 pages, which was a commit of several milliseconds on the loop every few hundred requests, what
 every request in flight waited out (the p99 at one request at a time). The inline connection
 makes none; every `CHECKPOINT_EVERY` commits a passive checkpoint runs on a connection of its
-own in a worker thread. It holds the write lock meanwhile, so the loop's commits of those few
-milliseconds go to the waiting connection's thread, not onto the loop: a checkpoint that ran
-beside this process's commits never copied the frames written while it ran, so the log was
-never found whole in the database and never started over, and grew by megabytes a second
-under load. Another process's commits (`--workers N`) can keep one from copying the whole log
+own in a worker thread, beside the loop's commits. A checkpoint never copies the frames written
+while it runs, so under load the log was never found whole in the database, never started over,
+and grew by megabytes a second: a second pass copies what came meanwhile (little) holding the
+write lock, the loop's commits of that moment going to the waiting connection's thread. (Holding
+the lock through the whole checkpoint cost 14 % more CPU per request at 64 in flight, and p99s
+of 120 ms.) Another process's commits (`--workers N`) can keep it from copying the whole log
 too; then the next comes after an eighth of the interval.
 """
 
@@ -134,8 +135,9 @@ class GroupCommit:
     async def _checkpoint(self) -> None:
         def checkpoint() -> bool:
             assert self._checkpointer is not None
-            with self._lock:  # no commit of ours meanwhile, or it never catches up (module)
-                sql = "PRAGMA wal_checkpoint(PASSIVE)"
+            sql = "PRAGMA wal_checkpoint(PASSIVE)"
+            self._checkpointer.execute(sql).fetchone()  # the bulk, beside our commits
+            with self._lock:  # what they wrote meanwhile, with them held off (see the module)
                 _, frames, copied = self._checkpointer.execute(sql).fetchone()
             return bool(copied < frames)
 
