@@ -16,7 +16,7 @@ from .errors import StellwerkError
 from .failures import FailureClass
 from .policy import Policy
 from .router import Router
-from .state.base import Snapshot
+from .state.base import Snapshot, credential_parts
 from .state.cooldown import local_credential_id
 from .status import status_data
 from .types import ChatRequest, TextDelta, ThinkingDelta, ToolCallStart
@@ -137,12 +137,12 @@ def why_no_probe(policy: Policy, snapshot: Snapshot) -> list[str]:
     cooling = sorted(
         (c for c in snapshot.cooldowns.values() if c.active(snapshot.now)), key=lambda c: c.key
     )
-    cooling = [c for c in cooling if c.key.startswith("cred:")]
-    if not cooling:
+    keys = [(c, parts[0]) for c in cooling if (parts := credential_parts(c.key)) is not None]
+    if not keys:
         return ["no probe due: no key is cooling down"]
     lines = []
-    for c in cooling:
-        provider = c.key[len("cred:") :].split("|")[0].rpartition("#")[0] or "PROVIDER"
+    for c, provider_name in keys:
+        provider = provider_name or "PROVIDER"
         if c.reason is FailureClass.BILLING and not policy.cooldowns.probe_billing:
             why = (
                 "billing cooldowns are not probed (cooldowns.probe.billing: false): after"

@@ -38,7 +38,14 @@ from .failures import FailureClass
 from .plan import Classified, Demand, RoutePlan, Target, plan_route
 from .policy import Policy, ProviderSpec
 from .state import open_store
-from .state.base import Cooldown, Snapshot, StateStore, credential_key, model_key
+from .state.base import (
+    Cooldown,
+    Snapshot,
+    StateStore,
+    credential_key,
+    credential_parts,
+    model_key,
+)
 from .types import TaskClass
 
 log = logging.getLogger("stellwerk.emergency")
@@ -216,10 +223,9 @@ def _cooling(model_id: str, provider: ProviderSpec, snapshot: Snapshot) -> Coold
 
 
 def _cloud_key(key: str, policy: Policy) -> bool:
-    kind, _, body = key.partition(":")
-    if kind != "cred":
+    if (parts := credential_parts(key)) is None:
         return False
-    provider = policy.providers.get(body.partition("|")[0].rpartition("#")[0])
+    provider = policy.providers.get(parts[0])
     return provider is not None and not provider.local
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .failures import FailureClass
 from .policy import Credential, ModelSpec, Policy
-from .state.base import Cooldown, Snapshot
+from .state.base import Cooldown, Snapshot, credential_parts
 
 NEVER = frozenset({FailureClass.AUTH, FailureClass.MODEL_NOT_FOUND})
 
@@ -58,11 +58,9 @@ def _probeable(cooldown: Cooldown, policy: Policy) -> bool:
 
 
 def _target(key: str, policy: Policy) -> ProbeTarget | None:
-    kind, _, body = key.partition(":")
-    if kind != "cred":
+    if (parts := credential_parts(key)) is None:
         return None
-    cred_id, _, model_id = body.partition("|")
-    provider_name = cred_id.rpartition("#")[0]
+    provider_name, cred_id, model_id = parts
     provider = policy.providers.get(provider_name)
     if provider is None:
         return None

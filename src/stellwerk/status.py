@@ -21,7 +21,7 @@ from .budget import budget_rows, budget_states, render_budgets
 from .policy import Policy
 from .redaction import scrub
 from .state.base import Cooldown, Snapshot
-from .state.cooldown import clock_parts, describe
+from .state.cooldown import clock, describe
 
 
 def status_data(
@@ -54,12 +54,10 @@ def status_data(
 
 def _text(c: Cooldown, now: float, live: bool) -> str:
     """`describe`, or for a page that counts down by itself `cooldown until 14:05:00 (billing)`
-    (the day first when it is not today), from the cooldown module's remembered clock parts."""
+    (the day first when it is not today), as the cooldown module shows a time."""
     if live or math.isinf(c.until):
         return describe(c, now, None)
-    day, _, seconds = clock_parts(c.until, None)
-    shown = seconds if day == clock_parts(float(math.floor(now)), None)[0] else f"{day} {seconds}"
-    return f"cooldown until {shown} ({c.reason.value})"
+    return f"cooldown until {clock(c.until, now, None, seconds=True)} ({c.reason.value})"
 
 
 def _cooldown(c: Cooldown, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from stellwerk.config import policy_from_dict
 from stellwerk.failures import FailureClass as F
 from stellwerk.policy import Policy, ProviderSpec
 from stellwerk.state import FOREVER, Cooldown
+from stellwerk.state.base import credential_key, credential_parts
 from stellwerk.state.cooldown import (
     STRIKE_MEMORY,
     cooldown_keys,
@@ -188,3 +189,14 @@ def test_describe_in_the_callers_timezone() -> None:
     assert describe(cooldown(NOW + 7200, reason=F.BILLING), NOW, berlin).startswith(
         "cooldown until 15:05 "
     )
+
+
+def test_a_credential_key_reads_back_as_its_provider_credential_and_model() -> None:
+    assert credential_parts(credential_key("openai#2", "openai/gpt-4o")) == (
+        "openai",
+        "openai#2",
+        "openai/gpt-4o",
+    )
+    assert credential_parts(credential_key("anthropic#1")) == ("anthropic", "anthropic#1", "")
+    assert credential_parts("model:openai/gpt-4o") is None
+    assert credential_parts("health:ollama") is None

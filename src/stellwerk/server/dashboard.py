@@ -45,13 +45,14 @@ from importlib import metadata, resources
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
 
 from ..chat import reset_target_error
 from ..config import load_policy
 from ..errors import ConfigError, RequestError
 from ..health import watched
-from ..state.base import Snapshot, health_key
+from ..state.base import Snapshot, credential_parts, health_key
 from ..stats import aggregate, series, stats_json
 from ..status import status_data
 from .chat import read_json
@@ -319,12 +320,12 @@ def _percent(fraction: float) -> int:
 def provider_of_key(key: str, gateway: Gateway) -> str | None:
     """The provider a state key belongs to: `cred:openai#2|model`, `model:ID`, `health:NAME`."""
     policy = gateway.router.policy
+    if (parts := credential_parts(key)) is not None:
+        name = parts[0] or parts[1]
+        return name if name in policy.providers else None
     kind, _, body = key.partition(":")
     if kind == "health":
         return body
-    if kind == "cred":
-        name = body.partition("|")[0].rpartition("#")[0] or body.partition("|")[0]
-        return name if name in policy.providers else None
     if kind == "model" and (spec := policy.models.get(body)) is not None:
         return spec.provider
     return None
@@ -356,8 +357,6 @@ STATS = web.AppKey("dashboard_stats", StatsCache)
 
 
 async def _stats_body(gateway: Gateway, window: str) -> bytes:
-    import msgspec
-
     router = gateway.router
     span, bucket = WINDOWS[window]
     end = router.clock()
@@ -388,8 +387,6 @@ async def _close_feed(app: web.Application) -> None:
 
 async def api_events(request: web.Request) -> web.StreamResponse:
     """The decisions as server-sent events: the backlog, then each new one as it is recorded."""
-    import msgspec
-
     gateway = request.app[GATEWAY]
     after = _last_event_id(request)
     response = web.StreamResponse(
@@ -480,4 +477,3 @@ async def api_probe(request: web.Request) -> web.Response:
     await read_json(request, MAX_ACTION_BODY)
     results = await gateway.router.probe(all_cooled=True)
     return json_response({"probed": [{"key": k, "outcome": o} for k, o in results]})
-

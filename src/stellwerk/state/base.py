@@ -36,6 +36,16 @@ def credential_key(credential_id: str, model_id: str | None = None) -> str:
     return f"cred:{credential_id}|{model_id}" if model_id else f"cred:{credential_id}"
 
 
+def credential_parts(key: str) -> tuple[str, str, str] | None:
+    """A `credential_key`'s provider, credential id and model id ("" for none): `cred:openai#2|M`
+    is `("openai", "openai#2", "M")`; None for any other key."""
+    kind, _, body = key.partition(":")
+    if kind != "cred":
+        return None
+    credential_id, _, model_id = body.partition("|")
+    return credential_id.rpartition("#")[0], credential_id, model_id
+
+
 def model_key(model_id: str) -> str:
     return f"model:{model_id}"
 

@@ -145,14 +145,18 @@ def describe(cooldown: Cooldown, now: float, tz: tzinfo | None = None) -> str:
         word = _FOREVER_WORDS.get(ACTIONS[cooldown.reason].cooldown, "disabled")
         return f"{word} until reset ({reason})"
     if not cooldown.active(now):
-        return f"cooldown ended at {_clock(cooldown.until, now, tz)} ({reason})"
+        return f"cooldown ended at {clock(cooldown.until, now, tz)} ({reason})"
     left = _span(cooldown.until - now)
-    return f"cooldown until {_clock(cooldown.until, now, tz)} ({reason}, {left} left)"
+    return f"cooldown until {clock(cooldown.until, now, tz)} ({reason}, {left} left)"
 
 
-def _clock(when: float, now: float, tz: tzinfo | None) -> str:
-    day, minutes, seconds = clock_parts(when, tz)
-    shown = minutes if abs(when - now) >= 3600 else seconds
+def clock(when: float, now: float, tz: tzinfo | None, seconds: bool | None = None) -> str:
+    """`when` as `HH:MM`, or `HH:MM:SS` within an hour of `now` (or as `seconds` says), the day
+    first when it is not `now`'s."""
+    day, minutes, precise = clock_parts(when, tz)
+    if seconds is None:
+        seconds = abs(when - now) < 3600
+    shown = precise if seconds else minutes
     return shown if day == clock_parts(float(math.floor(now)), tz)[0] else f"{day} {shown}"
 
 
