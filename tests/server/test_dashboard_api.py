@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,15 @@ class ledgered:
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
         await self.router.aclose()
+
+
+async def test_stats_are_computed_on_a_machine_that_booted_a_minute_ago(world, monkeypatch):
+    """The monotonic clock counts from boot: a gateway started with the machine must not take
+    "never computed" for "computed at 0.0, still fresh" and answer an empty body."""
+    real, booted = time.monotonic, time.monotonic() - 60.0
+    monkeypatch.setattr(time, "monotonic", lambda: real() - booted)  # a minute since boot
+    async with ledgered(world) as gw:
+        assert (await gw.post("/v1/chat/completions", json=chat_body())).status == 200
+        for window in ("24h", "7d"):
+            data = await (await gw.get("/api/stats", params={"window": window})).json()
+            assert data["stats"]["requests"] == 1, window

@@ -338,11 +338,11 @@ async def api_stats(request: web.Request) -> web.Response:
         raise RequestError(f"window must be one of {', '.join(WINDOWS)}, not {window[:20]!r}")
     cache = request.app[STATS]
     async with cache.locks[window]:  # one computation per window, however many pages ask
-        at, body = cache.bodies.get(window, (0.0, b""))
-        if time.monotonic() - at >= STATS_TTL[window]:
-            body = await _stats_body(gateway, window)
-            cache.bodies[window] = (time.monotonic(), body)
-    return web.Response(body=body, content_type="application/json")
+        cached = cache.bodies.get(window)  # None, not "computed at 0.0": the monotonic clock
+        if cached is None or time.monotonic() - cached[0] >= STATS_TTL[window]:  # starts at boot
+            cached = (time.monotonic(), await _stats_body(gateway, window))
+            cache.bodies[window] = cached
+    return web.Response(body=cached[1], content_type="application/json")
 
 
 @dataclass
