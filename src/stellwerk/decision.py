@@ -81,6 +81,7 @@ class Decision:
     estimate: int = 0  # the prompt's tokens as Stellwerk estimated them when it planned
     warm: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     cache: Choice | None = None
+    remembered: bool = False  # the turn and warm caches were written with the settlement
 
     @classmethod
     def rejected(

@@ -43,7 +43,7 @@ from .probe import ProbeTarget, due_probes
 from .providers import registry
 from .providers._http import new_session
 from .providers.base import Provider
-from .spend import Budgets
+from .spend import Budgets, Hold
 from .state import StateStore, open_store
 from .state.base import Snapshot, credential_key, model_key
 from .state.cooldown import cooldown_keys, duration_rule, local_credential_id
@@ -148,7 +148,7 @@ class Router:
                     self._answered(decision, target, response.usage, response)
                     decision.calls_tools = bool(response.tool_calls)
                     decision.notices.extend(fitting.notices(target.model))
-                    await hold.settle(decision.usage, decision.cost_micros)
+                    await self._settle(hold, decision)
                     self._keep_answer(decision, response)
                     return Answer(replace(response, target=target.id), decision)
             raise self._exhausted(decision)
@@ -188,7 +188,7 @@ class Router:
                                     self._answered(decision, target, chunk.usage, chunk)
                                     decision.calls_tools = out.calls_tools
                                     decision.notices.extend(fitting.notices(target.model))
-                                    await hold.settle(decision.usage, decision.cost_micros)
+                                    await self._settle(hold, decision)
                                     self._keep_answer(decision, out)
                                 yield chunk
                     except ProviderError as exc:
@@ -400,21 +400,37 @@ class Router:
             await emergency.answered(self.store, self.policy, decision, self.clock(), self.tz)
         except Exception:  # the answer stands even if the mode cannot be switched
             log.exception("emergency mode: recording the answer failed")
-        now = self.clock()
-        turn, warm = _keeps_turn(decision), _learns_warmth(decision, self.policy)
-        if turn and warm:  # at once: a store that groups writes commits them once
-            await asyncio.gather(
-                _remember_turn(self.store, decision, now),
-                _remember_warmth(self.store, self.policy, decision, now),
-            )
-        elif turn:  # alone, without gather's two tasks (most requests write neither)
-            await _remember_turn(self.store, decision, now)
-        elif warm:
-            await _remember_warmth(self.store, self.policy, decision, now)
+        if not decision.remembered:  # no settlement took them along (no budget limits)
+            memories = self._memories(decision)
+            if len(memories) > 1:  # at once: a store that groups writes commits them once
+                await asyncio.gather(*memories)
+            elif memories:  # alone, without gather's tasks (most requests write neither)
+                await memories[0]
         try:
             await self.sink(decision)
         except Exception:  # a broken sink must never break an answer
             log.exception("decision sink failed")
+
+    async def _settle(self, hold: Hold, decision: Decision) -> None:
+        """Settle the answering attempt's reservation, and write what its answer tells (the
+        turn's target, the session's warm caches) beside it, not after it: a store that groups
+        writes commits them in one transaction instead of two (an agent's every request)."""
+        memories = self._memories(decision) if hold.reserved else []
+        if not memories:
+            await hold.settle(decision.usage, decision.cost_micros)
+            return
+        decision.remembered = True
+        await asyncio.gather(hold.settle(decision.usage, decision.cost_micros), *memories)
+
+    def _memories(self, decision: Decision) -> list[Awaitable[None]]:
+        """The writes that remember what the decision's answer tells, not started yet."""
+        now = self.clock()
+        memories: list[Awaitable[None]] = []
+        if _keeps_turn(decision):
+            memories.append(_remember_turn(self.store, decision, now))
+        if _learns_warmth(decision, self.policy):
+            memories.append(_remember_warmth(self.store, self.policy, decision, now))
+        return memories
 
     def _provider(self, name: str) -> Provider:
         provider = self._providers.get(name)

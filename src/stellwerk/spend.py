@@ -171,6 +171,11 @@ class Hold:
             self._id = await host.store.reserve(keys, tokens, micros, now, RESERVATION_TTL)
         return self
 
+    @property
+    def reserved(self) -> bool:
+        """Whether an estimate is held that `settle` will write to the store."""
+        return self._id is not None
+
     async def settle(self, usage: Usage, cost_micros: int) -> None:
         """Replace the estimate with what the attempt used; then check the thresholds."""
         rid, self._id = self._id, None

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from stellwerk import warmth
 from stellwerk.affinity import TURN_TTL, turn_id
 from stellwerk.classify.reading import read_request
 from stellwerk.config import policy_from_dict
@@ -352,6 +354,37 @@ async def test_the_turn_table_survives_a_restart_in_the_sqlite_state(world, make
     loop = await after.complete(continued(first, answer.response, "def parse(): ..."))
     assert loop.response.target == MINI
     assert f"turn affinity: {MINI}" in loop.decision.reason
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_an_agents_answer_is_settled_and_remembered_in_one_transaction(
+    world, make_router, tmp_path, stream
+):
+    """With budget limits on, an agent's request writes three things after its answer: the
+    settlement, the turn's target (it called tools) and the session's warm caches (its prompt is
+    long enough to be cached). They commit together: two transactions for the request (the
+    reservation, then the rest) instead of three, a commit's cost saved on every agent request."""
+    store = SQLiteStore(tmp_path / "state.db")
+    commits: list[str] = []
+    store._inline.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    limits = {"limits": [{"window": "daily", "tokens": 10_000_000}]}
+    router = make_router({**CONFIG, "budgets": limits}, store=store)
+    world.fakes["openai"].push(tool_call(1))
+    request = replace(human("Refactor the parser in src/parse.py"), system=SYSTEM * 40)
+    if stream:
+        routed = router.stream(request)
+        async for _ in routed:
+            pass
+        assert routed.decision is not None
+        decision = routed.decision
+    else:
+        decision = (await router.complete(request)).decision
+    assert decision.answered_by == MINI and decision.session, decision.reason
+    assert len(commits) == 2
+    assert await store.turn_target(decision.turn, NOW + 1) == MINI
+    assert warmth.decode(await store.turn_target(warmth.KEY + decision.session, NOW), NOW)
+    (usage,) = (await store.snapshot(NOW)).budgets.values()
+    assert usage.tokens == decision.usage.total_tokens and usage.reserved_tokens == 0
 
 
 async def test_two_replicas_share_the_turn_through_redis(
