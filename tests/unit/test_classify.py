@@ -269,6 +269,22 @@ def test_user_rule_can_mark_a_custom_heartbeat(policy: Policy) -> None:
     assert ask(custom, prompt).task is TaskClass.HEARTBEAT
 
 
+def test_a_text_sent_again_is_classified_as_the_first_time(policy: Policy) -> None:
+    """An agent sends its human turn again with every step of a tool loop, and the same
+    heartbeat prompt every time: what was read of a text is reused, and nothing one request
+    added to it (a user rule that fired, a heartbeat's signals) stays with it for the next."""
+    rules = [{"task": "heartbeat", "pattern": r"^\[cron:inbox\]", "weight": 3}]
+    custom = policy_from_dict({"classifier": {"rules": rules}})
+    texts = (HEARTBEAT, "[cron:inbox] Go through the inbox and tidy it up.", "What is 7 * 8?")
+    for text in texts:
+        first, with_rule = ask(policy, text), ask(custom, text)
+        again = ask(policy, text)
+        assert (again.task, again.reason, again.scores) == (first.task, first.reason, first.scores)
+        assert ask(custom, text).reason == with_rule.reason
+    assert ask(custom, texts[1]).task is TaskClass.HEARTBEAT
+    assert ask(policy, texts[1]).task is not TaskClass.HEARTBEAT
+
+
 def test_a_question_about_the_heartbeat_file_is_no_heartbeat(policy: Policy) -> None:
     result = ask(policy, "Add a check for expiring TLS certificates to my HEARTBEAT.md file.")
     assert result.task is not TaskClass.HEARTBEAT

@@ -26,17 +26,17 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import UnknownModelError
 from ..policy import ClassifierRule, Policy
 from ..types import TEXT_CLASSES, ChatRequest, TaskClass, TextPart
 from .heartbeat import CERTAIN, heartbeat_evidence
-from .model import POSITION, features, model_logits, preload
+from .model import POSITION, features, model_logits, preload, weights
 from .reading import Reading, read_request
 from .rules import Signal, builtin
-from .text import blank, bounded, read
+from .text import RULE_HEAD, RULE_TAIL, blank, bounded, read
 
 HEAD_CHARS, TAIL_CHARS = 3000, 1000  # how much of a long text heartbeat and user rules read
 _DECISIVE = 12.0  # the score a certain heartbeat adds: no other signal outweighs it
@@ -273,7 +273,7 @@ def _guess(
 
 def _scores(
     text: str, request: ChatRequest, user_text: str, policy: Policy
-) -> tuple[list[float], list[Signal], list[float] | None]:
+) -> tuple[list[float], list[Signal], Sequence[float] | None]:
     """The score per class (in `TEXT_CLASSES` order), the signals that fired, and the model's
     own scores (None when the model did not run).
 
@@ -288,10 +288,9 @@ def _scores(
     fired = _heartbeat(head, request, user_text, beats)
     model = None
     if not fired or fired[0][1] < _DECISIVE:
-        text_read = read(text)
-        model = model_logits(text_read)
-        fired += builtin(text_read)
-    logits = [0.0] * len(TEXT_CLASSES) if model is None else model.copy()
+        model, signals = _read_scores(bounded(text, RULE_HEAD, RULE_TAIL), weights())
+        fired += signals
+    logits = [0.0] * len(TEXT_CLASSES) if model is None else list(model)
     if not fired or fired[0][0] is not TaskClass.HEARTBEAT:
         logits[_HEARTBEAT_AT] -= _DECISIVE  # no heartbeat signal: the model cannot say so
     if user:
@@ -301,11 +300,31 @@ def _scores(
     return logits, fired, model
 
 
+@functools.lru_cache(maxsize=256)
+def _read_scores(raw: str, model: object) -> tuple[tuple[float, ...] | None, tuple[Signal, ...]]:
+    """The model's scores and the built-in rules that fire, for a text as `read` bounds it
+    (`RULE_HEAD` + `RULE_TAIL` characters, so an entry stays small), once per text and `model`
+    (the weights in use: the key, not read here). An agent sends its human turn again with
+    every step of a tool loop, and the same heartbeat prompt every time; reading and scoring a
+    short prompt cost ~60 µs of the gateway's ~850 in place (cold caches: 40 in a loop)."""
+    text = read(raw)
+    logits = model_logits(text)
+    return (None if logits is None else tuple(logits)), tuple(builtin(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _evidence(head: str) -> tuple[float, tuple[str, ...]]:
+    """`heartbeat_evidence` of a bounded text, once per text (`_read_scores`)."""
+    evidence, names = heartbeat_evidence(head)
+    return evidence, tuple(names)
+
+
 def _heartbeat(
     text: str, request: ChatRequest, user_text: str, user_rules: list[Signal]
 ) -> list[Signal]:
     """The heartbeat evidence as one signal: 3 or more (built-in plus the user's) is certain."""
-    evidence, names = heartbeat_evidence(text)
+    evidence, found = _evidence(text)
+    names = list(found)
     system = _system_heartbeat(request, user_text)
     if system > evidence:
         evidence, names = system, ["in the system prompt"]
@@ -328,7 +347,7 @@ def _system_heartbeat(request: ChatRequest, user_text: str) -> float:
     system = request.system or ""
     if not system or blank(user_text):
         return 0.0
-    evidence, _ = heartbeat_evidence(system[:1000])
+    evidence, _ = _evidence(system[:1000])
     return evidence if evidence >= CERTAIN else 0.0
 
 
@@ -343,7 +362,7 @@ def _user_rules(head: str, policy: Policy) -> list[Signal]:
     ]
 
 
-def _explain(task: TaskClass, fired: list[Signal], model: list[float] | None) -> str:
+def _explain(task: TaskClass, fired: list[Signal], model: Sequence[float] | None) -> str:
     """What spoke for a class: its signals in the order they fired, then the model's score.
 
     Built for the winning class only, and so the model's probabilities are computed here, not
@@ -357,7 +376,7 @@ def _explain(task: TaskClass, fired: list[Signal], model: list[float] | None) ->
     return f"{task} ({', '.join(signals) or 'prior'})"
 
 
-def _softmax(logits: list[float]) -> list[float]:
+def _softmax(logits: Sequence[float]) -> list[float]:
     top = max(logits)
     exps = [math.exp(v - top) for v in logits]
     total = sum(exps)

@@ -62,7 +62,7 @@ def _features(t: Text) -> set[str]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed as itself (a cache key)
 class _Model:
     classes: tuple[TaskClass, ...]
     bias: tuple[float, ...]
@@ -100,6 +100,11 @@ def from_weights(data: object) -> _Model:
     bias = tuple(b / data.scale for b in data.bias)
     positions = tuple(POSITION[c] for c in classes)
     return _Model(classes, bias, data.weights, positions, 1.0 / data.scale)
+
+
+def weights() -> _Model | None:
+    """The trained model in use (None: the package ships no weights), read on first use."""
+    return _model()
 
 
 def preload() -> None:
