@@ -191,6 +191,33 @@ def test_backend_round_trips_every_column(backend):
     assert replace(back, id=None) == original
 
 
+def test_rows_read_back_in_bulk_are_the_rows_written(backend):
+    """What the dashboard's week reads: many rows whose classes, models, failures and flags
+    repeat from row to row (read once per distinct value) come back each as it was written."""
+    failures = ((), (("openai/gpt-4o", "rate_limit"),), (("a/x", "billing"), ("b/y", "server")))
+    written = [
+        row(
+            f"r{i:03d}",
+            NOW + i,
+            task=("code", "simple", "heartbeat")[i % 3],
+            model=("openai/gpt-4o-mini", None)[i % 2],
+            failures=failures[i % 3],
+            fallback=bool(failures[i % 3]) and i % 2 == 0,
+            estimated=i % 5 == 0,
+            continuation=i % 4 == 0,
+            turn=f"{i // 4:032x}",
+            error=None if i % 7 else "upstream timed out",
+        )
+        for i in range(60)
+    ]
+    backend.write(written)
+    light = {"decision": "", "prompt": None, "answer": None, "id": None}
+    assert [replace(r, id=None) for r in backend.tail(60)] == written
+    assert [replace(r, **light) for r in backend.since(NOW)] == [
+        replace(r, **light) for r in written
+    ]
+
+
 def test_since_returns_the_range_oldest_first_without_json_or_content(backend):
     backend.write([row("c", NOW + 20), row("a", NOW), row("b", NOW + 10, prompt="secret")])
     found = backend.since(NOW + 5)

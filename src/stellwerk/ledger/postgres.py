@@ -126,7 +126,7 @@ class PostgresLedger(query.Reads):
             cur.execute(sql, args)
             found = cur.fetchall()
         columns = ("id", *names)
-        return [query.row(columns, values) for values in found]
+        return query.rows(columns, found)
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The connection (opened if missing, closed or broken; migrated first). Hold the lock."""

@@ -79,4 +79,4 @@ class SQLiteLedger(query.Reads):
         with self._lock:
             found = self._conn.execute(sql, args).fetchall()
         columns = ("id", *names)
-        return [query.row(columns, values) for values in found]
+        return query.rows(columns, found)
