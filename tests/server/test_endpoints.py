@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import sqlite3
+from collections.abc import Sequence
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+import stellwerk.ledger.writer as ledger_writer
+from stellwerk.ledger import Ledger, Row
+from stellwerk.ledger.memory import MemoryLedger
+from stellwerk.router import Router
+from stellwerk.server import create_app
 from stellwerk.server.gateway import GATEWAY
 from stellwerk.state import MemoryStore
 from stellwerk.testing.world import KEYS
+
+from .conftest import CONFIG, HI
 
 
 async def test_healthz_answers_without_a_key(make_gateway):
@@ -101,6 +112,57 @@ async def test_metrics_count_requests_attempts_fallbacks_and_cooldowns(gw):
     assert "stellwerk_upstream_duration_seconds_bucket" in text
     assert "stellwerk_emergency_mode 0.0" in text
     assert not any(key in text for key in KEYS.values())
+
+
+class _FlakyLedger(MemoryLedger):
+    """A ledger backend whose writes fail until `down` is cleared (a full disk)."""
+
+    down = True
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if self.down:
+            raise sqlite3.OperationalError("database or disk is full")
+        super().write(rows)
+
+
+async def test_metrics_show_the_ledgers_backlog_while_its_writes_fail(world, monkeypatch):
+    """An operator sees the ledger fall behind, and what it gave up on, before the rows are
+    gone: recorded rows waiting, a failing flag, and the rows dropped past the cap."""
+    monkeypatch.setattr(ledger_writer, "MAX_PENDING", 3)
+    backend = _FlakyLedger()
+    ledger = Ledger(backend, flush_every=3600.0)  # written when the test flushes
+    router = Router(world.policy(CONFIG), MemoryStore(), ledger=ledger)
+    client = TestClient(TestServer(create_app(router)))
+    await client.start_server()
+    try:
+
+        async def metrics() -> str:
+            return await (await client.get("/metrics")).text()
+
+        body = {"model": "auto:simple", "messages": HI}
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=body)).status == 200
+        await ledger.flush()
+        text = await metrics()
+        assert "stellwerk_ledger_pending_rows 2.0" in text
+        assert "stellwerk_ledger_write_failing 1.0" in text
+        assert "stellwerk_ledger_dropped_rows_total 0.0" in text
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=body)).status == 200
+        await ledger.flush()  # 4 rows, 3 kept: the oldest is dropped
+        text = await metrics()
+        assert "stellwerk_ledger_pending_rows 3.0" in text
+        assert "stellwerk_ledger_dropped_rows_total 1.0" in text
+        backend.down = False
+        await ledger.flush()
+        text = await metrics()
+        assert "stellwerk_ledger_pending_rows 0.0" in text
+        assert "stellwerk_ledger_write_failing 0.0" in text
+        assert "stellwerk_ledger_dropped_rows_total 1.0" in text  # counted once
+        assert len(backend.tail(10)) == 3
+    finally:
+        await client.close()
+        await router.aclose()
 
 
 async def test_metrics_count_http_responses_by_route_template(gw):

@@ -69,6 +69,11 @@ class Ledger:
         """Rows recorded but not written yet."""
         return len(self._pending)
 
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (its rows wait for the next one)."""
+        return self._failing
+
     async def record(self, decision: Decision) -> None:
         """Queue the decision's row (the router's sink); returns at once."""
         if self._closed:

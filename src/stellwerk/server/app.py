@@ -237,7 +237,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     snapshot = await gateway.router.store.snapshot(gateway.router.clock())
-    body = gateway.metrics.render(snapshot)
+    body = gateway.metrics.render(snapshot, gateway.router.ledger)
     return web.Response(body=body, headers={"content-type": content_type()})
 
 

@@ -15,6 +15,7 @@ from ..failures import FailureClass
 
 if TYPE_CHECKING:
     from ..decision import Decision
+    from ..ledger import Ledger
     from ..state.base import Snapshot
 
 CANCELLED = frozenset({"cancelled (client disconnected)"})  # router._error_text
@@ -93,6 +94,22 @@ class Metrics:
             ["endpoint", "status"],
             registry=registry,
         )
+        self.ledger_pending = Gauge(
+            "stellwerk_ledger_pending_rows",
+            "Decisions recorded but not yet written to the ledger",
+            registry=registry,
+        )
+        self.ledger_failing = Gauge(
+            "stellwerk_ledger_write_failing",
+            "1 while the ledger's last write failed (its rows wait for the next one)",
+            registry=registry,
+        )
+        self.ledger_dropped = Counter(
+            "stellwerk_ledger_dropped_rows",
+            "Decisions the ledger gave up on (writes kept failing, or recorded after shutdown)",
+            registry=registry,
+        )
+        self._dropped = 0  # the ledger's count when last exported
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -124,9 +141,17 @@ class Metrics:
     def response(self, endpoint: str, status: int) -> None:
         self._child(self.responses, endpoint, str(status)).inc()
 
-    def render(self, snapshot: Snapshot) -> bytes:
-        """The text exposition, with the state gauges read from `snapshot`."""
+    def render(self, snapshot: Snapshot, ledger: Ledger | None = None) -> bytes:
+        """The text exposition, with the state gauges read from `snapshot` and the ledger's
+        backlog from `ledger` (the gateway's; none when the ledger is off)."""
         from prometheus_client import generate_latest
+
+        if ledger is not None:
+            self.ledger_pending.set(ledger.pending)
+            self.ledger_failing.set(1 if ledger.failing else 0)
+            if ledger.dropped > self._dropped:
+                self.ledger_dropped.inc(ledger.dropped - self._dropped)
+                self._dropped = ledger.dropped
 
         counts = dict.fromkeys((f.value for f in FailureClass), 0)
         for cooldown in snapshot.cooldowns.values():
