@@ -97,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         before = export(args.before, Path(tmp))
         figures = asyncio.run(run(before, args.rounds, Path(tmp)))
     direct, floor = figures.pop("direct"), figures["passthrough"]["cpu"]
-    print(f"\n{'path':<14} {'short +p50':>10} {'agent +p50':>10} {'agent-short':>11}"
-          f" {'CPU/req c64':>12} {'× bare':>7}   (ms; +p50 above direct, c=1)")
+    print(
+        f"\n{'path':<14} {'short +p50':>10} {'agent +p50':>10} {'agent-short':>11}"
+        f" {'CPU/req c64':>12} {'× bare':>7}   (ms; +p50 above direct, c=1)"
+    )
     for name, m in figures.items():
         short, agent = m["short"] - direct["short"], m["agent"] - direct["agent"]
-        print(f"{name:<14} {short:10.2f} {agent:10.2f} {agent - short:11.2f}"
-              f" {m['cpu']:12.3f} {m['cpu'] / floor:7.2f}")
+        print(
+            f"{name:<14} {short:10.2f} {agent:10.2f} {agent - short:11.2f}"
+            f" {m['cpu']:12.3f} {m['cpu'] / floor:7.2f}"
+        )
     print(f"direct p50: short {direct['short']:.2f} ms, agent {direct['agent']:.2f} ms")
     return 0
 

@@ -365,8 +365,11 @@ def minimal_context(request: ChatRequest, turn: int | None = None) -> ChatReques
     messages = request.messages
     if turn is None:
         turn = next(
-            (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"
-             and messages[i].text),
+            (
+                i
+                for i in range(len(messages) - 1, -1, -1)
+                if messages[i].role == "user" and messages[i].text
+            ),
             None,
         )
     if not turn:  # None, or the turn is the first message already

@@ -262,4 +262,3 @@ def starting_at(route: RoutePlan, target: str, why: str) -> RoutePlan:
     targets = (first, *(t for t in route.targets if t.id != target))
     reason = f"{route.why}; {why}" if route.why else why
     return replace(route, chain=chain, targets=targets, why=reason)
-

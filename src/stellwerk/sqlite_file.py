@@ -56,9 +56,7 @@ def transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T
     return result
 
 
-def migrate(
-    conn: sqlite3.Connection, steps: Sequence[Sequence[str]], key: str, path: Path
-) -> None:
+def migrate(conn: sqlite3.Connection, steps: Sequence[Sequence[str]], key: str, path: Path) -> None:
     """Apply the schema steps the file lacks, in one transaction; a file that has more steps
     than this version knows was written by a newer Stellwerk and is refused (`key` names the
     config setting that points at it), never misread."""

@@ -231,4 +231,3 @@ def choose(
     if best_warm <= 0:
         return None
     return Choice(best.id, planned.id, best_cost, planned_cost, best_warm, warm[best.id][1])
-

@@ -91,4 +91,3 @@ class Watch:
 
     def check(self) -> None:
         assert not self.problems, "\n".join(self.problems)
-

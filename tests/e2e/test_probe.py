@@ -38,13 +38,23 @@ def _cooldown(key: str, reason: FailureClass, since: float, until: float) -> Coo
         ("cred:openai#1|openai/gpt-4o-mini", FailureClass.SERVER, 301, {}, "openai/gpt-4o-mini"),
         ("cred:openai#1|openai/gpt-4o-mini", FailureClass.SERVER, 299, {}, None),  # not yet due
         ("cred:openai#1", FailureClass.BILLING, 3600, {}, None),  # billing: off by default
-        ("cred:openai#1", FailureClass.BILLING, 3600,
-         {"cooldowns": {"probe": {"billing": True}}}, "openai/gpt-4o-mini"),  # the cheapest
+        (
+            "cred:openai#1",
+            FailureClass.BILLING,
+            3600,
+            {"cooldowns": {"probe": {"billing": True}}},
+            "openai/gpt-4o-mini",
+        ),  # the cheapest
         ("cred:anthropic#1", FailureClass.AUTH, 3600, {}, None),  # needs reset
         ("model:openai/o1", FailureClass.MODEL_NOT_FOUND, 3600, {}, None),
         ("cred:ollama#local", FailureClass.CONNECT, 400, {}, "ollama/codellama"),  # free: by id
-        ("cred:openai#1|openai/gpt-4o-mini", FailureClass.SERVER, 3600,
-         {"cooldowns": {"probe": {"every": 0}}}, None),  # probes switched off
+        (
+            "cred:openai#1|openai/gpt-4o-mini",
+            FailureClass.SERVER,
+            3600,
+            {"cooldowns": {"probe": {"every": 0}}},
+            None,
+        ),  # probes switched off
     ],
 )
 def test_which_probes_are_due(world, key, reason, age, raw, expected):

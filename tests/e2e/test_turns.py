@@ -422,5 +422,3 @@ async def test_in_emergency_mode_a_cloud_turn_continues_locally(world, make_rout
 
 def _call(call_id: str) -> ToolCallPart:
     return ToolCallPart(call_id, "read_file", '{"path": "src/parse.py"}')
-
-

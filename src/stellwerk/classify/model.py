@@ -127,4 +127,3 @@ def model_logits(text: Text) -> list[float] | None:
     for at, b, s in zip(model.positions, model.bias, sums, strict=True):
         logits[at] = b + norm * s
     return logits
-

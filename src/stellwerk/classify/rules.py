@@ -18,6 +18,7 @@ from .text import NUMBER, Text
 
 Signal = tuple[TaskClass, float, str]  # a class, the weight added to its score, and why
 
+
 def opener(tokens: list[str]) -> str:
     """The first word (or number, read as 0) of a text: where a pattern `\\A\\W*` leads to."""
     for token in tokens:
@@ -45,7 +46,6 @@ def builtin(read: Text) -> list[Signal]:
     if not fired and _SHORT_QUESTION.search(read.low):
         fired.append((TaskClass.SIMPLE, 1.25, "short question"))
     return fired
-
 
 
 # -- built-in rules: strong signals the training data under-represents ------------------------
@@ -315,4 +315,3 @@ def _rulebook() -> _RuleBook:
     words = {word: frozenset(at) for word, at in by_word.items()}
     openers = {word: frozenset(at) for word, at in by_opener.items()}
     return _RuleBook(tuple(tests), words, frozenset(words), openers, frozenset(always))
-

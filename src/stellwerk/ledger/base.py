@@ -154,4 +154,3 @@ def _cache_saved(decision: Decision) -> int:
     if _displaced(decision) is None or choice is None:
         return 0
     return round(choice.planned_micros - choice.chosen_micros)
-

@@ -159,9 +159,7 @@ class Tally:
         self.charge({r.key: r.key_expires for r in held}, tokens, micros)
         return True
 
-    def settled(
-        self, rid: str, keys: Mapping[str, float] | None, tokens: int, micros: int
-    ) -> None:
+    def settled(self, rid: str, keys: Mapping[str, float] | None, tokens: int, micros: int) -> None:
         """A settle decided elsewhere (in the SQLite tables, or by Redis): drop reservation
         `rid` and charge the counters the store charged (`keys`; None: it charged nothing)."""
         self.release(rid)
